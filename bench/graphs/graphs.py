@@ -1,0 +1,58 @@
+"""Tiny graphs used by the Threadline benchmark harness (bench/run.py).
+
+- ``echo``: one node that appends an AIMessage echoing the last message.
+- ``custom``: one node that writes ``n`` custom events ``{"i": i}`` with
+  ``get_stream_writer()``; ``n`` comes from the input (default 10).
+- ``sleepy``: one node that awaits ``asyncio.sleep(seconds)`` (default 30), for
+  cancellation latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypedDict
+
+from langchain_core.messages import AIMessage
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, MessagesState, StateGraph
+
+
+def _echo(state: MessagesState) -> dict[str, Any]:
+    last = state["messages"][-1].content if state["messages"] else ""
+    return {"messages": [AIMessage(content=f"echo: {last}")]}
+
+
+class CustomState(TypedDict, total=False):
+    n: int
+    done: int
+
+
+def _custom(state: CustomState) -> dict[str, Any]:
+    writer = get_stream_writer()
+    n = int(state.get("n") or 10)
+    for i in range(n):
+        writer({"i": i})
+    return {"done": n}
+
+
+class SleepyState(TypedDict, total=False):
+    seconds: float
+    slept: bool
+
+
+async def _sleepy(state: SleepyState) -> dict[str, Any]:
+    await asyncio.sleep(float(state.get("seconds") or 30))
+    return {"slept": True}
+
+
+def _single(name: str, fn: Any, schema: Any) -> Any:
+    builder = StateGraph(schema)
+    builder.add_node(name, fn)
+    builder.add_edge(START, name)
+    builder.add_edge(name, END)
+    return builder.compile()
+
+
+echo = _single("echo", _echo, MessagesState)
+custom = _single("custom", _custom, CustomState)
+sleepy = _single("sleepy", _sleepy, SleepyState)

@@ -1,0 +1,68 @@
+"""Builds the ASGI application: routes, middleware and the lifespan of the services."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from threadline import __version__
+from threadline.core.assistants import ensure_system_assistants
+from threadline.core.services import Services
+from threadline.core.worker import Worker
+from threadline.graphs import GraphRegistry
+from threadline.http import assistants, runs, system, threads
+from threadline.http.cors import install_cors
+from threadline.http.errors import InternalErrorMiddleware, install_error_handlers
+from threadline.http.responses import JSONResponse
+from threadline.settings import Settings
+
+logger = logging.getLogger("threadline")
+
+
+def create_app(settings: Settings, graphs: GraphRegistry | None = None) -> FastAPI:
+    if graphs is None:
+        graphs = GraphRegistry(settings.config, settings.base_dir)
+        graphs.load_all()
+    services = Services.build(settings, graphs)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        await ensure_system_assistants(services)
+        worker = Worker(services)
+        services.worker = worker
+        await worker.start()
+        logger.info(
+            "Threadline %s serving graphs %s on %s (%d jobs)",
+            __version__,
+            ", ".join(graphs.graph_ids),
+            services.db.name,
+            settings.jobs,
+        )
+        try:
+            yield
+        finally:
+            await worker.stop()
+            await services.stop()
+
+    app = FastAPI(
+        title="Threadline",
+        version=__version__,
+        description="An open-source Agent Server for LangGraph, compatible with the "
+        "LangGraph Agent Server API.",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    http_config = settings.config.http
+    install_cors(app, http_config.cors if http_config else None)
+    app.add_middleware(InternalErrorMiddleware)
+    app.include_router(system.router)
+    app.include_router(assistants.router)
+    app.include_router(threads.router)
+    app.include_router(runs.router)
+    return app

@@ -1,0 +1,68 @@
+"""Moving run events and control signals between the processes of a deployment."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+END_OF_STREAM = "__end__"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One event of a run's (or a thread's) stream: its id, its SSE name and JSON bytes."""
+
+    id: str
+    event: str
+    data: bytes
+
+    @property
+    def is_end(self) -> bool:
+        return self.event == END_OF_STREAM
+
+
+def parse_event_id(event_id: str) -> tuple[int, int]:
+    """Ids are `<unix-ms>-<seq>` like Redis stream ids; they compare as integer pairs."""
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Broker(abc.ABC):
+    """Publishes and replays event streams, and wakes workers and waiters.
+
+    A stream is keyed by a name (`run:<id>` or `thread:<id>`). Subscribers first attach,
+    then replay the log after `last_event_id`, then tail live events, so nothing published
+    in between is lost or repeated.
+    """
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def stop(self) -> None: ...
+
+    @abc.abstractmethod
+    async def publish(self, stream: str, event: str, data: bytes) -> str:
+        """Append an event; returns its id."""
+
+    @abc.abstractmethod
+    async def close_stream(self, stream: str) -> None:
+        """Mark the stream finished: subscribers end after the last event."""
+
+    @abc.abstractmethod
+    def subscribe(
+        self, stream: str, last_event_id: str | None = None, *, replay: bool = True
+    ) -> AsyncIterator[StreamEvent]:
+        """Events after `last_event_id` (all with "-1"), then live ones until the end.
+
+        Without `last_event_id`, `replay=False` gives only events published from now on.
+        """
+
+    @abc.abstractmethod
+    async def notify(self, channel: str, message: str = "") -> None:
+        """Fire-and-forget signal to every listener of `channel`."""
+
+    @abc.abstractmethod
+    def listen(self, channel: str) -> AsyncIterator[str]:
+        """Signals sent to `channel` from now on."""

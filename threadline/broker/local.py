@@ -1,0 +1,132 @@
+"""The in-process broker of the embedded deployment: bounded logs and asyncio queues."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from threadline.broker.base import END_OF_STREAM, Broker, StreamEvent, parse_event_id
+
+# A finished stream stays replayable this long (the reference keeps 120 s).
+RETENTION_SECONDS = 120.0
+MAX_EVENTS_PER_STREAM = 100_000
+
+
+@dataclass
+class _Stream:
+    log: deque[StreamEvent] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS_PER_STREAM))
+    subscribers: set[asyncio.Queue[StreamEvent]] = field(default_factory=set)
+    last_ms: int = 0
+    seq: int = 0
+    closed_at: float | None = None
+
+    def next_id(self) -> str:
+        now = int(time.time() * 1000)
+        self.last_ms = max(self.last_ms, now)
+        self.seq += 1
+        return f"{self.last_ms}-{self.seq}"
+
+
+class LocalBroker(Broker):
+    def __init__(self) -> None:
+        self._streams: dict[str, _Stream] = {}
+        self._listeners: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap_forever())
+
+    async def stop(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            cutoff = time.monotonic() - RETENTION_SECONDS
+            for name in [
+                n for n, s in self._streams.items() if s.closed_at and s.closed_at < cutoff
+            ]:
+                del self._streams[name]
+
+    def _stream(self, name: str) -> _Stream:
+        stream = self._streams.get(name)
+        if stream is None:
+            stream = self._streams[name] = _Stream()
+        return stream
+
+    async def publish(self, stream: str, event: str, data: bytes) -> str:
+        return self.publish_nowait(stream, event, data)
+
+    def publish_nowait(self, stream: str, event: str, data: bytes) -> str:
+        state = self._stream(stream)
+        item = StreamEvent(state.next_id(), event, data)
+        state.log.append(item)
+        for queue in state.subscribers:
+            queue.put_nowait(item)
+        return item.id
+
+    async def close_stream(self, stream: str) -> None:
+        state = self._stream(stream)
+        if state.closed_at is not None:
+            return
+        state.closed_at = time.monotonic()
+        end = StreamEvent(state.next_id(), END_OF_STREAM, b"")
+        state.log.append(end)
+        for queue in state.subscribers:
+            queue.put_nowait(end)
+
+    async def reopen_stream(self, stream: str) -> None:
+        """A run that is retried streams on; its earlier end marker is dropped."""
+        state = self._streams.get(stream)
+        if state is not None and state.closed_at is not None:
+            state.closed_at = None
+            state.log = deque((e for e in state.log if not e.is_end), maxlen=state.log.maxlen)
+
+    async def subscribe(  # type: ignore[override]
+        self, stream: str, last_event_id: str | None = None, *, replay: bool = True
+    ) -> AsyncIterator[StreamEvent]:
+        state = self._stream(stream)
+        queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
+        state.subscribers.add(queue)
+        try:
+            if last_event_id is not None or replay:
+                after = (
+                    parse_event_id(last_event_id)
+                    if last_event_id not in (None, "-1")
+                    else (-1, -1)
+                )
+                backlog = [e for e in state.log if parse_event_id(e.id) > after]
+            else:
+                backlog = [e for e in state.log if e.is_end]
+            last_seen = (-1, -1)
+            for item in backlog:
+                if item.is_end:
+                    return
+                last_seen = parse_event_id(item.id)
+                yield item
+            while True:
+                item = await queue.get()
+                if item.is_end:
+                    return
+                if parse_event_id(item.id) <= last_seen:
+                    continue
+                yield item
+        finally:
+            state.subscribers.discard(queue)
+
+    async def notify(self, channel: str, message: str = "") -> None:
+        for queue in self._listeners.get(channel, ()):
+            queue.put_nowait(message)
+
+    async def listen(self, channel: str) -> AsyncIterator[str]:  # type: ignore[override]
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._listeners[channel].add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._listeners[channel].discard(queue)

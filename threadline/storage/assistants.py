@@ -1,0 +1,200 @@
+"""Assistants and their versions."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from threadline.storage.database import Connection, Database, Row
+
+_FIELDS = ("graph_id", "config", "context", "metadata", "name", "description")
+_JSON = ("config", "context", "metadata")
+SORTABLE = ("assistant_id", "created_at", "updated_at", "name", "graph_id")
+
+
+class AssistantRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _decode(self, row: Row | None) -> Row | None:
+        if row is None:
+            return None
+        for key in _JSON:
+            row[key] = self.db.json_value(row[key])
+        for key in ("created_at", "updated_at"):
+            if key in row:
+                row[key] = self.db.time_value(row[key])
+        return row
+
+    def _params(self, values: dict[str, Any]) -> dict[str, Any]:
+        params = dict(values)
+        for key in _JSON:
+            if key in params:
+                params[key] = self.db.json_param(params[key])
+        for key in ("created_at", "updated_at"):
+            if key in params:
+                params[key] = self.db.time_param(params[key])
+        return params
+
+    async def insert(self, assistant: Row) -> Row | None:
+        """Insert version 1; returns None when the id is taken."""
+        params = self._params(assistant)
+        async with self.db.transaction() as conn:
+            inserted = await conn.fetch_one(
+                "INSERT INTO assistants (assistant_id, graph_id, config, context, metadata,"
+                " name, description, version, created_at, updated_at)"
+                " VALUES (:assistant_id, :graph_id, :config, :context, :metadata, :name,"
+                " :description, 1, :created_at, :updated_at)"
+                " ON CONFLICT (assistant_id) DO NOTHING RETURNING *",
+                params,
+            )
+            if inserted is None:
+                return None
+            await self._insert_version(conn, params, 1)
+        return self._decode(inserted)
+
+    async def upsert_system(self, assistant: Row) -> None:
+        """Create a graph's system assistant unless it is already there."""
+        await self.insert(assistant)
+
+    async def _insert_version(self, conn: Connection, params: dict[str, Any], version: int) -> None:
+        await conn.execute(
+            "INSERT INTO assistant_versions (assistant_id, version, graph_id, config, context,"
+            " metadata, name, description, created_at)"
+            " VALUES (:assistant_id, :version, :graph_id, :config, :context, :metadata, :name,"
+            " :description, :created_at)",
+            {**params, "version": version},
+        )
+
+    async def get(self, assistant_id: str) -> Row | None:
+        row = await self.db.fetch_one(
+            "SELECT * FROM assistants WHERE assistant_id = :id", {"id": assistant_id}
+        )
+        return self._decode(row)
+
+    async def add_version(
+        self, assistant_id: str, changes: dict[str, Any], now: datetime.datetime
+    ) -> Row | None:
+        """Write a new version from the latest one plus `changes` and make it current.
+
+        `changes["metadata"]` is merged into the current metadata.
+        """
+        async with self.db.transaction() as conn:
+            current = self._decode(
+                await conn.fetch_one(
+                    "SELECT * FROM assistants WHERE assistant_id = :id", {"id": assistant_id}
+                )
+            )
+            if current is None:
+                return None
+            latest = await conn.fetch_one(
+                "SELECT MAX(version) AS v FROM assistant_versions WHERE assistant_id = :id",
+                {"id": assistant_id},
+            )
+            version = int(latest["v"] if latest and latest["v"] else current["version"]) + 1
+            merged = {key: current[key] for key in _FIELDS}
+            for key, value in changes.items():
+                if key == "metadata":
+                    merged["metadata"] = {**(current["metadata"] or {}), **(value or {})}
+                else:
+                    merged[key] = value
+            params = self._params(
+                {**merged, "assistant_id": assistant_id, "created_at": now, "updated_at": now}
+            )
+            await self._insert_version(conn, params, version)
+            updated = await conn.fetch_one(
+                "UPDATE assistants SET graph_id = :graph_id, config = :config,"
+                " context = :context, metadata = :metadata, name = :name,"
+                " description = :description, version = :version, updated_at = :updated_at"
+                " WHERE assistant_id = :assistant_id RETURNING *",
+                {**params, "version": version},
+            )
+        return self._decode(updated)
+
+    async def set_latest(
+        self, assistant_id: str, version: int, now: datetime.datetime
+    ) -> Row | None:
+        async with self.db.transaction() as conn:
+            chosen = await conn.fetch_one(
+                "SELECT * FROM assistant_versions WHERE assistant_id = :id AND version = :v",
+                {"id": assistant_id, "v": version},
+            )
+            if chosen is None:
+                return None
+            updated = await conn.fetch_one(
+                "UPDATE assistants SET graph_id = :graph_id, config = :config,"
+                " context = :context, metadata = :metadata, name = :name,"
+                " description = :description, version = :version, updated_at = :updated_at"
+                " WHERE assistant_id = :assistant_id RETURNING *",
+                {**chosen, "updated_at": self.db.time_param(now)},
+            )
+        return self._decode(updated)
+
+    async def delete(self, assistant_id: str) -> bool:
+        return (
+            await self.db.execute(
+                "DELETE FROM assistants WHERE assistant_id = :id", {"id": assistant_id}
+            )
+            > 0
+        )
+
+    def _where(
+        self, graph_id: str | None, metadata: dict[str, Any] | None, name: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        if graph_id:
+            clauses.append("graph_id = :graph_id")
+            params["graph_id"] = graph_id
+        if metadata:
+            clauses.append(self.db.json_contains("metadata", "metadata"))
+            params["metadata"] = self.db.json_param(metadata)
+        if name:
+            clauses.append("name LIKE :name ESCAPE '\\'")
+            escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params["name"] = f"%{escaped}%"
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    async def search(
+        self,
+        *,
+        graph_id: str | None,
+        metadata: dict[str, Any] | None,
+        name: str | None,
+        limit: int,
+        offset: int,
+        sort_by: str,
+        sort_order: str,
+    ) -> list[Row]:
+        where, params = self._where(graph_id, metadata, name)
+        order = "DESC" if sort_order == "desc" else "ASC"
+        column = sort_by if sort_by in SORTABLE else "created_at"
+        rows = await self.db.fetch_all(
+            f"SELECT * FROM assistants{where} ORDER BY {column} {order}, assistant_id {order}"
+            " LIMIT :limit OFFSET :offset",
+            {**params, "limit": limit, "offset": offset},
+        )
+        return [r for r in map(self._decode, rows) if r is not None]
+
+    async def count(
+        self, *, graph_id: str | None, metadata: dict[str, Any] | None, name: str | None
+    ) -> int:
+        where, params = self._where(graph_id, metadata, name)
+        row = await self.db.fetch_one(f"SELECT COUNT(*) AS n FROM assistants{where}", params)
+        return int(row["n"]) if row else 0
+
+    async def versions(
+        self, assistant_id: str, metadata: dict[str, Any] | None, limit: int, offset: int
+    ) -> list[Row]:
+        clauses = ["assistant_id = :id"]
+        params: dict[str, Any] = {"id": assistant_id, "limit": limit, "offset": offset}
+        if metadata:
+            clauses.append(self.db.json_contains("metadata", "metadata"))
+            params["metadata"] = self.db.json_param(metadata)
+        rows = await self.db.fetch_all(
+            "SELECT * FROM assistant_versions WHERE "
+            + " AND ".join(clauses)
+            + " ORDER BY version DESC LIMIT :limit OFFSET :offset",
+            params,
+        )
+        return [r for r in map(self._decode, rows) if r is not None]

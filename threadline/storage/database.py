@@ -1,0 +1,85 @@
+"""The connector every repository talks to: one small interface, one implementation per backend.
+
+Repositories write their SQL once, with `:name` parameters; a backend supplies the few
+fragments that differ between dialects (JSON access and containment) and the encoding
+of JSON and timestamps.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+Row = dict[str, Any]
+Params = Mapping[str, Any]
+
+
+class Connection(abc.ABC):
+    """One connection inside a transaction (or in autocommit)."""
+
+    @abc.abstractmethod
+    async def fetch_one(self, sql: str, params: Params | None = None) -> Row | None: ...
+
+    @abc.abstractmethod
+    async def fetch_all(self, sql: str, params: Params | None = None) -> list[Row]: ...
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        """Run a statement; returns the number of rows it changed."""
+
+
+class Database(abc.ABC):
+    """A pool of connections plus the dialect's SQL fragments."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection whose statements commit together, or roll back on error."""
+
+    async def fetch_one(self, sql: str, params: Params | None = None) -> Row | None:
+        async with self.transaction() as conn:
+            return await conn.fetch_one(sql, params)
+
+    async def fetch_all(self, sql: str, params: Params | None = None) -> list[Row]:
+        async with self.transaction() as conn:
+            return await conn.fetch_all(sql, params)
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        async with self.transaction() as conn:
+            return await conn.execute(sql, params)
+
+    # --- dialect -------------------------------------------------------------
+    @abc.abstractmethod
+    def json_param(self, value: Any) -> Any:
+        """Encode a Python value for a JSON column."""
+
+    @abc.abstractmethod
+    def json_value(self, raw: Any) -> Any:
+        """Decode a JSON column as read back."""
+
+    @abc.abstractmethod
+    def time_param(self, value: datetime.datetime) -> Any: ...
+
+    @abc.abstractmethod
+    def time_value(self, raw: Any) -> datetime.datetime | None: ...
+
+    @abc.abstractmethod
+    def json_contains(self, column: str, param: str) -> str:
+        """SQL that is true when JSON `column` contains the JSON object in `:param`."""
+
+    @abc.abstractmethod
+    def json_path(self, column: str, path_param: str) -> str:
+        """SQL for the JSON value at the key path given as a JSON array in `:path_param`."""
+
+    @abc.abstractmethod
+    async def healthcheck(self) -> None: ...

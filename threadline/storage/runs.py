@@ -1,0 +1,195 @@
+"""Runs. The runs table is the queue: claiming a run is one atomic UPDATE."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from threadline.storage.database import Connection, Database, Row
+
+_JSON = ("metadata", "kwargs", "output")
+_TIMES = (
+    "created_at",
+    "updated_at",
+    "not_before",
+    "lease_expires_at",
+    "started_at",
+    "ended_at",
+)
+ACTIVE = ("pending", "running")
+TERMINAL = ("success", "error", "timeout", "interrupted")
+
+
+class RunRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def decode(self, row: Row | None) -> Row | None:
+        if row is None:
+            return None
+        for key in _JSON:
+            if key in row:
+                row[key] = self.db.json_value(row[key])
+        for key in _TIMES:
+            if key in row:
+                row[key] = self.db.time_value(row[key])
+        return row
+
+    def _decode_all(self, rows: list[Row]) -> list[Row]:
+        return [r for r in map(self.decode, rows) if r is not None]
+
+    def _time(self, value: datetime.datetime) -> Any:
+        return self.db.time_param(value)
+
+    async def insert(self, conn: Connection, run: Row) -> Row:
+        params = dict(run)
+        for key in _JSON:
+            params[key] = self.db.json_param(params.get(key))
+        for key in ("created_at", "updated_at", "not_before"):
+            params[key] = self._time(params[key])
+        row = await conn.fetch_one(
+            "INSERT INTO runs (run_id, thread_id, assistant_id, metadata, status, kwargs,"
+            " multitask_strategy, created_at, updated_at, not_before, output)"
+            " VALUES (:run_id, :thread_id, :assistant_id, :metadata, 'pending', :kwargs,"
+            " :multitask_strategy, :created_at, :updated_at, :not_before, NULL) RETURNING *",
+            params,
+        )
+        assert row is not None
+        await conn.execute(
+            "UPDATE threads SET status = 'busy', updated_at = :now WHERE thread_id = :thread_id",
+            {"now": params["updated_at"], "thread_id": run["thread_id"]},
+        )
+        return self.decode(row)  # type: ignore[return-value]
+
+    async def get(self, run_id: str, thread_id: str | None = None) -> Row | None:
+        if thread_id is None:
+            row = await self.db.fetch_one("SELECT * FROM runs WHERE run_id = :id", {"id": run_id})
+        else:
+            row = await self.db.fetch_one(
+                "SELECT * FROM runs WHERE run_id = :id AND thread_id = :thread_id",
+                {"id": run_id, "thread_id": thread_id},
+            )
+        return self.decode(row)
+
+    async def list_for_thread(
+        self, thread_id: str, *, status: str | None, limit: int, offset: int
+    ) -> list[Row]:
+        clause = " AND status = :status" if status else ""
+        rows = await self.db.fetch_all(
+            f"SELECT * FROM runs WHERE thread_id = :thread_id{clause}"
+            " ORDER BY created_at DESC, run_id DESC LIMIT :limit OFFSET :offset",
+            {"thread_id": thread_id, "status": status, "limit": limit, "offset": offset},
+        )
+        return self._decode_all(rows)
+
+    async def active_on_thread(self, conn: Connection, thread_id: str) -> list[Row]:
+        rows = await conn.fetch_all(
+            "SELECT * FROM runs WHERE thread_id = :thread_id AND status IN ('pending', 'running')"
+            " ORDER BY created_at",
+            {"thread_id": thread_id},
+        )
+        return self._decode_all(rows)
+
+    async def claim(
+        self, worker_id: str, now: datetime.datetime, lease_until: datetime.datetime
+    ) -> Row | None:
+        """Take the next runnable run: due, first in its thread, thread not running another."""
+        row = await self.db.fetch_one(
+            "UPDATE runs SET status = 'running', attempt = attempt + 1, worker_id = :worker,"
+            " lease_expires_at = :lease, started_at = :now, updated_at = :now"
+            " WHERE run_id = ("
+            "  SELECT r.run_id FROM runs r WHERE r.status = 'pending' AND r.not_before <= :now"
+            "   AND NOT EXISTS (SELECT 1 FROM runs x WHERE x.thread_id = r.thread_id"
+            "     AND x.status = 'running')"
+            "   AND NOT EXISTS (SELECT 1 FROM runs y WHERE y.thread_id = r.thread_id"
+            "     AND y.status = 'pending' AND y.created_at < r.created_at)"
+            "  ORDER BY r.created_at LIMIT 1)"
+            " RETURNING *",
+            {"worker": worker_id, "now": self._time(now), "lease": self._time(lease_until)},
+        )
+        return self.decode(row)
+
+    async def next_due_at(self) -> datetime.datetime | None:
+        row = await self.db.fetch_one(
+            "SELECT MIN(not_before) AS t FROM runs WHERE status = 'pending'"
+        )
+        return self.db.time_value(row["t"]) if row and row["t"] else None
+
+    async def renew_lease(
+        self, run_id: str, worker_id: str, lease_until: datetime.datetime
+    ) -> Row | None:
+        """Extend the lease; returns the run (with any cancel request), or None if it is gone
+        or no longer ours."""
+        row = await self.db.fetch_one(
+            "UPDATE runs SET lease_expires_at = :lease WHERE run_id = :id AND worker_id = :worker"
+            " AND status = 'running' RETURNING run_id, cancel_action",
+            {"id": run_id, "worker": worker_id, "lease": self._time(lease_until)},
+        )
+        return row
+
+    async def finish(
+        self,
+        conn: Connection,
+        run_id: str,
+        *,
+        status: str,
+        output: Any,
+        now: datetime.datetime,
+    ) -> Row | None:
+        row = await conn.fetch_one(
+            "UPDATE runs SET status = :status, output = :output, ended_at = :now,"
+            " updated_at = :now, worker_id = NULL, lease_expires_at = NULL"
+            " WHERE run_id = :id RETURNING *",
+            {
+                "id": run_id,
+                "status": status,
+                "output": self.db.json_param(output),
+                "now": self._time(now),
+            },
+        )
+        return self.decode(row)
+
+    async def request_cancel(self, conn: Connection, run_id: str, action: str) -> None:
+        await conn.execute(
+            "UPDATE runs SET cancel_action = :action WHERE run_id = :id",
+            {"id": run_id, "action": action},
+        )
+
+    async def delete(self, conn: Connection, run_id: str) -> bool:
+        return await conn.execute("DELETE FROM runs WHERE run_id = :id", {"id": run_id}) > 0
+
+    async def requeue_running(
+        self, now: datetime.datetime, *, expired_only: bool, max_attempts: int
+    ) -> list[Row]:
+        """Put back runs whose worker is gone (lease expired, or every run at embedded start).
+
+        Runs that used up their attempts end as errors instead.
+        """
+        clause = " AND lease_expires_at < :now" if expired_only else ""
+        async with self.db.transaction() as conn:
+            stale = self._decode_all(
+                await conn.fetch_all(
+                    f"SELECT * FROM runs WHERE status = 'running'{clause}",
+                    {"now": self._time(now)},
+                )
+            )
+            for run in stale:
+                retry = run["attempt"] < max_attempts
+                await conn.execute(
+                    "UPDATE runs SET status = :status, worker_id = NULL, lease_expires_at = NULL,"
+                    " updated_at = :now WHERE run_id = :id",
+                    {
+                        "id": run["run_id"],
+                        "status": "pending" if retry else "error",
+                        "now": self._time(now),
+                    },
+                )
+                run["status"] = "pending" if retry else "error"
+        return stale
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = await self.db.fetch_all(
+            "SELECT status, COUNT(*) AS n FROM runs WHERE status IN ('pending', 'running')"
+            " GROUP BY status"
+        )
+        return {r["status"]: int(r["n"]) for r in rows}

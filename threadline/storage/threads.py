@@ -1,0 +1,165 @@
+"""Threads: the state containers runs execute on. Checkpoints live in LangGraph's tables."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from threadline.storage.database import Connection, Database, Row
+
+_JSON = ("metadata", "config", "values", "interrupts", "error", "ttl")
+_TIMES = ("created_at", "updated_at", "state_updated_at", "expires_at")
+SORTABLE = ("thread_id", "status", "created_at", "updated_at", "state_updated_at")
+
+
+class ThreadRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def decode(self, row: Row | None) -> Row | None:
+        if row is None:
+            return None
+        for key in _JSON:
+            if key in row:
+                row[key] = self.db.json_value(row[key])
+        for key in _TIMES:
+            if key in row:
+                row[key] = self.db.time_value(row[key])
+        return row
+
+    def encode(self, values: dict[str, Any]) -> dict[str, Any]:
+        params = dict(values)
+        for key in _JSON:
+            if key in params:
+                params[key] = self.db.json_param(params[key])
+        for key in _TIMES:
+            if key in params and params[key] is not None:
+                params[key] = self.db.time_param(params[key])
+        return params
+
+    async def insert(self, thread: Row, conn: Connection | None = None) -> Row | None:
+        """Insert a thread; returns None when the id is taken."""
+        sql = (
+            'INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, metadata,'
+            ' status, config, "values", interrupts, error, ttl, expires_at)'
+            " VALUES (:thread_id, :created_at, :updated_at, :state_updated_at, :metadata,"
+            " :status, :config, :values, :interrupts, :error, :ttl, :expires_at)"
+            " ON CONFLICT (thread_id) DO NOTHING RETURNING *"
+        )
+        defaults: dict[str, Any] = {
+            "status": "idle",
+            "config": {},
+            "values": None,
+            "interrupts": {},
+            "error": None,
+            "ttl": None,
+            "expires_at": None,
+        }
+        params = self.encode({**defaults, **thread})
+        if conn is not None:
+            return self.decode(await conn.fetch_one(sql, params))
+        return self.decode(await self.db.fetch_one(sql, params))
+
+    async def get(self, thread_id: str, conn: Connection | None = None) -> Row | None:
+        sql, params = "SELECT * FROM threads WHERE thread_id = :id", {"id": thread_id}
+        row = await (conn or self.db).fetch_one(sql, params)
+        return self.decode(row)
+
+    async def update(
+        self, thread_id: str, changes: dict[str, Any], conn: Connection | None = None
+    ) -> Row | None:
+        """Set the given columns; `metadata` is merged into the stored metadata."""
+        if not changes:
+            return await self.get(thread_id, conn)
+        assignments = []
+        for key in changes:
+            column = f'"{key}"' if key == "values" else key
+            if key == "metadata":
+                assignments.append("metadata = :metadata")
+            else:
+                assignments.append(f"{column} = :{key}")
+        params = self.encode(changes)
+        if "metadata" in changes:
+            current = await self.get(thread_id, conn)
+            if current is None:
+                return None
+            params["metadata"] = self.db.json_param(
+                {**(current["metadata"] or {}), **(changes["metadata"] or {})}
+            )
+        params["id"] = thread_id
+        sql = f"UPDATE threads SET {', '.join(assignments)} WHERE thread_id = :id RETURNING *"
+        row = await (conn or self.db).fetch_one(sql, params)
+        return self.decode(row)
+
+    async def delete(self, thread_id: str, conn: Connection | None = None) -> bool:
+        sql, params = "DELETE FROM threads WHERE thread_id = :id", {"id": thread_id}
+        return await (conn or self.db).execute(sql, params) > 0
+
+    def _where(
+        self,
+        *,
+        ids: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        values: dict[str, Any] | None = None,
+        status: str | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        if ids is not None:
+            names = [f"id{i}" for i in range(len(ids))]
+            clauses.append(
+                f"thread_id IN ({', '.join(':' + n for n in names)})" if ids else "1 = 0"
+            )
+            params.update(zip(names, ids, strict=True))
+        if metadata:
+            clauses.append(self.db.json_contains("metadata", "metadata"))
+            params["metadata"] = self.db.json_param(metadata)
+        if values:
+            clauses.append(self.db.json_contains('"values"', "values"))
+            params["values"] = self.db.json_param(values)
+        if status:
+            clauses.append("status = :status")
+            params["status"] = status
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    async def search(
+        self,
+        *,
+        ids: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        values: dict[str, Any] | None = None,
+        status: str | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        sort_by: str = "created_at",
+        sort_order: str = "desc",
+    ) -> list[Row]:
+        where, params = self._where(ids=ids, metadata=metadata, values=values, status=status)
+        order = "ASC" if sort_order == "asc" else "DESC"
+        column = sort_by if sort_by in SORTABLE else "created_at"
+        rows = await self.db.fetch_all(
+            f"SELECT * FROM threads{where} ORDER BY {column} {order}, thread_id {order}"
+            " LIMIT :limit OFFSET :offset",
+            {**params, "limit": limit, "offset": offset},
+        )
+        return [r for r in map(self.decode, rows) if r is not None]
+
+    async def count(
+        self,
+        *,
+        ids: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        values: dict[str, Any] | None = None,
+        status: str | None = None,
+    ) -> int:
+        where, params = self._where(ids=ids, metadata=metadata, values=values, status=status)
+        row = await self.db.fetch_one(f"SELECT COUNT(*) AS n FROM threads{where}", params)
+        return int(row["n"]) if row else 0
+
+    async def expired(self, now: datetime.datetime, limit: int = 100) -> list[str]:
+        rows = await self.db.fetch_all(
+            "SELECT thread_id FROM threads WHERE expires_at IS NOT NULL AND expires_at <= :now"
+            " LIMIT :limit",
+            {"now": self.db.time_param(now), "limit": limit},
+        )
+        return [r["thread_id"] for r in rows]
