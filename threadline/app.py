@@ -65,4 +65,5 @@ def create_app(settings: Settings, graphs: GraphRegistry | None = None) -> FastA
     app.include_router(assistants.router)
     app.include_router(threads.router)
     app.include_router(runs.router)
+    app.include_router(runs.stateless)
     return app

@@ -81,9 +81,7 @@ def _import_target(graph_id: str, location: str, base_dir: Path) -> Any:
     try:
         return getattr(module, attr)
     except AttributeError as exc:
-        raise GraphLoadError(
-            f"graph {graph_id!r}: {module_ref} has no attribute {attr!r}"
-        ) from exc
+        raise GraphLoadError(f"graph {graph_id!r}: {module_ref} has no attribute {attr!r}") from exc
 
 
 def _check_target(graph_id: str, location: str, target: Any) -> Any:
@@ -158,7 +156,11 @@ class GraphRegistry:
             yield target.copy(update={"checkpointer": checkpointer, "store": store})
 
     async def _build(
-        self, spec: GraphSpec, config: RunnableConfig, runtime: Any, stack: contextlib.AsyncExitStack
+        self,
+        spec: GraphSpec,
+        config: RunnableConfig,
+        runtime: Any,
+        stack: contextlib.AsyncExitStack,
     ) -> Pregel:
         made = _call_factory(spec.target, config, runtime)
         if inspect.isawaitable(made):

@@ -17,12 +17,12 @@ class State(TypedDict, total=False):
 
 
 def prep(state: State) -> dict:
-    return {"trail": list(state.get("trail") or []) + ["prep"]}
+    return {"trail": [*(state.get("trail") or []), "prep"]}
 
 
 def inner(state: State) -> dict:
     get_stream_writer()({"from": "inner"})
-    return {"trail": list(state.get("trail") or []) + ["inner"]}
+    return {"trail": [*(state.get("trail") or []), "inner"]}
 
 
 _sb = StateGraph(State)

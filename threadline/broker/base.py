@@ -47,14 +47,17 @@ class Broker(abc.ABC):
         """Append an event; returns its id."""
 
     @abc.abstractmethod
-    async def close_stream(self, stream: str) -> None:
-        """Mark the stream finished: subscribers end after the last event."""
+    async def close_stream(self, stream: str, final: bytes = b"") -> None:
+        """Mark the stream finished: subscribers end after the last event.
+
+        `final` rides on the end marker, so a waiter learns the outcome even when the
+        run's rows are gone by then (a stateless run deletes its thread)."""
 
     @abc.abstractmethod
     def subscribe(
         self, stream: str, last_event_id: str | None = None, *, replay: bool = True
     ) -> AsyncIterator[StreamEvent]:
-        """Events after `last_event_id` (all with "-1"), then live ones until the end.
+        """Events after `last_event_id` (all with "-1"), then live ones, then the end marker.
 
         Without `last_event_id`, `replay=False` gives only events published from now on.
         """

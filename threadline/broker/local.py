@@ -69,12 +69,12 @@ class LocalBroker(Broker):
             queue.put_nowait(item)
         return item.id
 
-    async def close_stream(self, stream: str) -> None:
+    async def close_stream(self, stream: str, final: bytes = b"") -> None:
         state = self._stream(stream)
         if state.closed_at is not None:
             return
         state.closed_at = time.monotonic()
-        end = StreamEvent(state.next_id(), END_OF_STREAM, b"")
+        end = StreamEvent(state.next_id(), END_OF_STREAM, final)
         state.log.append(end)
         for queue in state.subscribers:
             queue.put_nowait(end)
@@ -95,26 +95,24 @@ class LocalBroker(Broker):
         try:
             if last_event_id is not None or replay:
                 after = (
-                    parse_event_id(last_event_id)
-                    if last_event_id not in (None, "-1")
-                    else (-1, -1)
+                    parse_event_id(last_event_id) if last_event_id not in (None, "-1") else (-1, -1)
                 )
                 backlog = [e for e in state.log if parse_event_id(e.id) > after]
             else:
                 backlog = [e for e in state.log if e.is_end]
             last_seen = (-1, -1)
             for item in backlog:
-                if item.is_end:
-                    return
                 last_seen = parse_event_id(item.id)
                 yield item
-            while True:
-                item = await queue.get()
                 if item.is_end:
                     return
+            while True:
+                item = await queue.get()
                 if parse_event_id(item.id) <= last_seen:
                     continue
                 yield item
+                if item.is_end:
+                    return
         finally:
             state.subscribers.discard(queue)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 from threadline.storage.database import Connection, Database, Row
@@ -73,11 +74,16 @@ class AssistantRepository:
         return self._decode(row)
 
     async def add_version(
-        self, assistant_id: str, changes: dict[str, Any], now: datetime.datetime
+        self,
+        assistant_id: str,
+        changes: Callable[[Row], dict[str, Any]],
+        now: datetime.datetime,
     ) -> Row | None:
-        """Write a new version from the latest one plus `changes` and make it current.
+        """Write a new version from the current one plus `changes(current)`, and make it current.
 
-        `changes["metadata"]` is merged into the current metadata.
+        `changes` runs inside the transaction, so it sees the row it updates. The
+        `metadata` it returns is merged (shallowly) into the current metadata; every other
+        key replaces the current value. Returns None when the assistant does not exist.
         """
         async with self.db.transaction() as conn:
             current = self._decode(
@@ -93,10 +99,10 @@ class AssistantRepository:
             )
             version = int(latest["v"] if latest and latest["v"] else current["version"]) + 1
             merged = {key: current[key] for key in _FIELDS}
-            for key, value in changes.items():
+            for key, value in changes(current).items():
                 if key == "metadata":
                     merged["metadata"] = {**(current["metadata"] or {}), **(value or {})}
-                else:
+                elif key in _FIELDS:
                     merged[key] = value
             params = self._params(
                 {**merged, "assistant_id": assistant_id, "created_at": now, "updated_at": now}
@@ -114,6 +120,10 @@ class AssistantRepository:
     async def set_latest(
         self, assistant_id: str, version: int, now: datetime.datetime
     ) -> Row | None:
+        """Make a stored version current again, every field of it (context included).
+
+        Returns None when that version does not exist.
+        """
         async with self.db.transaction() as conn:
             chosen = await conn.fetch_one(
                 "SELECT * FROM assistant_versions WHERE assistant_id = :id AND version = :v",
@@ -150,7 +160,8 @@ class AssistantRepository:
             clauses.append(self.db.json_contains("metadata", "metadata"))
             params["metadata"] = self.db.json_param(metadata)
         if name:
-            clauses.append("name LIKE :name ESCAPE '\\'")
+            # A case-insensitive substring match, `%` and `_` taken literally.
+            clauses.append("LOWER(name) LIKE LOWER(:name) ESCAPE '\\'")
             escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params["name"] = f"%{escaped}%"
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
@@ -169,6 +180,8 @@ class AssistantRepository:
         where, params = self._where(graph_id, metadata, name)
         order = "DESC" if sort_order == "desc" else "ASC"
         column = sort_by if sort_by in SORTABLE else "created_at"
+        if column == "name":
+            column = "LOWER(name)"  # the reference sorts names case-insensitively
         rows = await self.db.fetch_all(
             f"SELECT * FROM assistants{where} ORDER BY {column} {order}, assistant_id {order}"
             " LIMIT :limit OFFSET :offset",

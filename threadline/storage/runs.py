@@ -149,6 +149,23 @@ class RunRepository:
         )
         return self.decode(row)
 
+    async def take_pending(self, conn: Connection, run_id: str) -> bool:
+        """Mark a pending run interrupted before any worker claims it."""
+        changed = await conn.execute(
+            "UPDATE runs SET status = 'interrupted', cancel_action = 'interrupt'"
+            " WHERE run_id = :id AND status = 'pending'",
+            {"id": run_id},
+        )
+        return changed > 0
+
+    async def with_status(self, statuses: tuple[str, ...]) -> list[Row]:
+        names = [f"s{i}" for i in range(len(statuses))]
+        rows = await self.db.fetch_all(
+            f"SELECT * FROM runs WHERE status IN ({', '.join(':' + n for n in names)})",
+            dict(zip(names, statuses, strict=True)),
+        )
+        return self._decode_all(rows)
+
     async def request_cancel(self, conn: Connection, run_id: str, action: str) -> None:
         await conn.execute(
             "UPDATE runs SET cancel_action = :action WHERE run_id = :id",

@@ -40,7 +40,7 @@ class ThreadRepository:
     async def insert(self, thread: Row, conn: Connection | None = None) -> Row | None:
         """Insert a thread; returns None when the id is taken."""
         sql = (
-            'INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, metadata,'
+            "INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, metadata,"
             ' status, config, "values", interrupts, error, ttl, expires_at)'
             " VALUES (:thread_id, :created_at, :updated_at, :state_updated_at, :metadata,"
             " :status, :config, :values, :interrupts, :error, :ttl, :expires_at)"

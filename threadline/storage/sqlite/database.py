@@ -160,5 +160,3 @@ class SqliteDatabase(Database):
 
     async def healthcheck(self) -> None:
         await self.fetch_one("SELECT 1 AS ok")
-
-

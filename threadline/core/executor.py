@@ -1,0 +1,245 @@
+"""Runs one graph invocation and turns what it streams into the run's events.
+
+Everything here may run on the graph event loop (see graph_loop.py): it touches no
+storage and hands events out through `emit`, which is safe to call from that loop.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import langgraph.version
+from langchain_core.messages import BaseMessageChunk, message_chunk_to_message
+from langgraph.pregel import Pregel
+from langgraph.types import Command, Send
+
+from threadline import __version__
+from threadline.serialization import dumps, to_jsonable
+from threadline.storage.database import Row
+
+Emit = Callable[[str, bytes], None]
+
+# SSE mode -> the LangGraph stream mode that produces it
+_GRAPH_MODE = {
+    "values": "values",
+    "updates": "updates",
+    "custom": "custom",
+    "tasks": "tasks",
+    "checkpoints": "checkpoints",
+    "debug": "debug",
+    "messages": "messages",
+    "messages-tuple": "messages",
+}
+
+
+@dataclass
+class Execution:
+    """What the worker records once the graph has returned."""
+
+    status: str
+    output: Any
+    values: Any = None
+    interrupts: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, str] | None = None
+    has_next: bool = False
+
+    @property
+    def thread_status(self) -> str:
+        if self.status == "error":
+            return "error"
+        if self.interrupts or self.has_next:
+            return "interrupted"
+        return "idle"
+
+
+def error_payload(exc: BaseException) -> dict[str, str]:
+    return {"error": type(exc).__name__, "message": str(exc)}
+
+
+def build_command(command: dict[str, Any]) -> Command[Any]:
+    goto = command.get("goto")
+    if isinstance(goto, dict):
+        goto = Send(goto["node"], goto.get("input"))
+    elif isinstance(goto, list):
+        goto = [Send(g["node"], g.get("input")) if isinstance(g, dict) else g for g in goto]
+    return Command(
+        update=command.get("update"),
+        resume=command.get("resume"),
+        goto=goto if goto is not None else (),
+    )
+
+
+def run_config(run: Row, attempt: int) -> dict[str, Any]:
+    kwargs = run["kwargs"]
+    config: dict[str, Any] = copy.deepcopy(kwargs["config"])
+    configurable = config["configurable"]
+    config["metadata"] = {
+        **(config.get("metadata") or {}),
+        **run["metadata"],
+        "run_id": run["run_id"],
+        "thread_id": run["thread_id"],
+        "user_id": configurable.get("user_id", ""),
+        "run_attempt": attempt,
+        "langgraph_version": langgraph.version.__version__,
+        "langgraph_api_version": __version__,
+        "langgraph_host": "self-hosted",
+    }
+    config["run_id"] = run["run_id"]
+    config.setdefault("run_name", configurable["graph_id"])
+    return config
+
+
+class _EventMapper:
+    """Maps LangGraph stream chunks to SSE event names and payloads."""
+
+    def __init__(self, requested: list[str], emit: Emit) -> None:
+        self.requested = set(requested)
+        self.emit = emit
+        self.tuples = "messages-tuple" in self.requested
+        self.seen_messages: set[str] = set()
+        self.partial: dict[str, BaseMessageChunk] = {}
+
+    @property
+    def graph_modes(self) -> list[str]:
+        return sorted({_GRAPH_MODE[m] for m in self.requested if m in _GRAPH_MODE})
+
+    def send(self, name: str, namespace: tuple[str, ...], payload: Any) -> None:
+        if namespace:
+            name = f"{name}|{'|'.join(namespace)}"
+        self.emit(name, dumps(payload))
+
+    def chunk(self, namespace: tuple[str, ...], mode: str, chunk: Any) -> None:
+        if mode != "messages":
+            self.send(mode, namespace, chunk)
+        elif self.tuples:
+            message, metadata = chunk
+            self.send("messages", namespace, [message, metadata])
+        else:
+            self._legacy_message(namespace, *chunk)
+
+    def _legacy_message(self, namespace: tuple[str, ...], message: Any, metadata: Any) -> None:
+        msg_id = getattr(message, "id", None) or ""
+        if msg_id not in self.seen_messages:
+            self.seen_messages.add(msg_id)
+            self.send("messages/metadata", namespace, {msg_id: {"metadata": metadata}})
+        if isinstance(message, BaseMessageChunk):
+            so_far = self.partial.get(msg_id)
+            so_far = message if so_far is None else so_far + message
+            self.partial[msg_id] = so_far
+            self.send("messages/partial", namespace, [message_chunk_to_message(so_far)])
+        else:
+            self.send("messages/complete", namespace, [message])
+
+
+async def _chunks(
+    graph: Pregel,
+    graph_input: Any,
+    config: dict[str, Any],
+    options: dict[str, Any],
+    mapper: _EventMapper,
+) -> AsyncIterator[tuple[tuple[str, ...], str, Any]]:
+    """(namespace, mode, chunk) triples; in `events` mode, the events are emitted on the way."""
+    if "events" not in mapper.requested:
+        async for item in graph.astream(graph_input, config, **options):
+            yield _triple(item)
+        return
+    async for event in graph.astream_events(graph_input, config, version="v2", **options):
+        is_root = not event.get("parent_ids")
+        if is_root and event["event"] == "on_chain_stream":
+            yield _triple(event["data"]["chunk"])
+            continue
+        if "langsmith:hidden" in (event.get("tags") or ()):
+            continue
+        mapper.send("events", (), event)
+
+
+def _triple(item: tuple[Any, ...]) -> tuple[tuple[str, ...], str, Any]:
+    """astream yields (mode, chunk), or (namespace, mode, chunk) with subgraphs."""
+    if len(item) == 3:
+        return tuple(item[0]), item[1], item[2]
+    return (), item[0], item[1]
+
+
+async def execute(
+    graph: Pregel,
+    run: Row,
+    attempt: int,
+    emit: Emit,
+) -> Execution:
+    """Stream the run through `graph` (bound to the checkpointer) and read the final state."""
+    kwargs = run["kwargs"]
+    config = run_config(run, attempt)
+    emit("metadata", dumps({"run_id": run["run_id"], "attempt": attempt}))
+    mapper = _EventMapper(kwargs.get("stream_mode") or ["values"], emit)
+    graph_input = build_command(kwargs["command"]) if kwargs.get("command") else kwargs["input"]
+    options: dict[str, Any] = {
+        "stream_mode": mapper.graph_modes,
+        "subgraphs": bool(kwargs.get("subgraphs")),
+        "interrupt_before": kwargs.get("interrupt_before"),
+        "interrupt_after": kwargs.get("interrupt_after"),
+        "durability": _durability(kwargs),
+    }
+    if kwargs.get("context"):
+        options["context"] = kwargs["context"]
+    error: dict[str, str] | None = None
+    try:
+        if kwargs.get("strict_resume") and kwargs.get("command", {}).get("resume") is not None:
+            await _check_resumable(graph, run, kwargs["command"]["resume"])
+        async for namespace, mode, chunk in _chunks(graph, graph_input, config, options, mapper):
+            mapper.chunk(tuple(namespace), mode, chunk)
+    except Exception as exc:
+        error = error_payload(exc)
+        emit("error", dumps(error))
+    return await _final_state(graph, run, error)
+
+
+class UnknownInterruptError(Exception):
+    """A strict resume answered an interrupt the thread is not waiting on."""
+
+
+async def _check_resumable(graph: Pregel, run: Row, resume: Any) -> None:
+    snapshot = await graph.aget_state(
+        {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+    )
+    waiting = {i.id for i in snapshot.interrupts}
+    if not waiting:
+        raise UnknownInterruptError("the thread is not waiting on an interrupt")
+    if (
+        isinstance(resume, dict)
+        and resume
+        and set(resume) - waiting
+        and all(isinstance(k, str) and len(k) == 32 for k in resume)
+    ):
+        unknown = ", ".join(sorted(set(resume) - waiting))
+        raise UnknownInterruptError(f"no pending interrupt with id {unknown}")
+
+
+def _durability(kwargs: dict[str, Any]) -> str | None:
+    if kwargs.get("durability"):
+        return str(kwargs["durability"])
+    if kwargs.get("checkpoint_during") is False:
+        return "exit"
+    return None
+
+
+async def _final_state(graph: Pregel, run: Row, error: dict[str, str] | None) -> Execution:
+    state_config = {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+    snapshot = await graph.aget_state(state_config)
+    values = to_jsonable(snapshot.values) if snapshot.values is not None else {}
+    interrupts: dict[str, Any] = {}
+    for task in snapshot.tasks:
+        if task.interrupts:
+            interrupts[task.id] = to_jsonable(list(task.interrupts))
+    if error is not None:
+        return Execution(
+            "error", {"__error__": error}, values=values, interrupts=interrupts, error=error
+        )
+    output = dict(values) if isinstance(values, dict) else {"__output__": values}
+    if snapshot.interrupts:
+        output["__interrupt__"] = to_jsonable(list(snapshot.interrupts))
+    return Execution(
+        "success", output, values=values, interrupts=interrupts, has_next=bool(snapshot.next)
+    )

@@ -1,0 +1,307 @@
+"""Run use cases: create (with the multitask contract), read, list, delete, wait."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from threadline.broker.base import StreamEvent
+from threadline.core.errors import Conflict, InvalidInput, NotFound
+from threadline.ids import is_uuid, new_id, system_assistant_id
+from threadline.serialization import utcnow
+from threadline.storage.database import Row
+from threadline.storage.runs import TERMINAL
+
+if TYPE_CHECKING:
+    from threadline.core.services import Services
+
+WAKE_CHANNEL = "runs:wake"
+BUSY_THREAD = (
+    "Thread is already running a task. Wait for it to finish or choose a different "
+    "multitask strategy."
+)
+NOT_FOUND = "Thread or assistant not found."
+
+# Keys the server sets in config.configurable; a user's value for them is replaced.
+STAMPED_KEYS = ("graph_id", "assistant_id", "run_id", "thread_id", "user_id")
+
+
+def run_stream(run_id: str) -> str:
+    return f"run:{run_id}"
+
+
+def thread_stream(thread_id: str) -> str:
+    return f"thread:{thread_id}"
+
+
+@dataclass
+class RunRequest:
+    """A run as asked for, after HTTP validation."""
+
+    assistant_id: str
+    input: Any = None
+    command: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_id: str | None = None
+    stream_mode: list[str] | None = None
+    stream_subgraphs: bool = False
+    stream_resumable: bool = False
+    interrupt_before: list[str] | str | None = None
+    interrupt_after: list[str] | str | None = None
+    webhook: str | None = None
+    feedback_keys: list[str] | None = None
+    multitask_strategy: str = "enqueue"
+    if_not_exists: str = "reject"
+    after_seconds: float | None = None
+    durability: str | None = None
+    checkpoint_during: bool | None = None
+    on_disconnect: str = "continue"
+    on_completion: str | None = None  # stateless runs only: delete | keep
+    strict_resume: bool = False
+    headers: dict[str, str] | None = None
+
+
+async def resolve_assistant(services: Services, assistant_id: str) -> Row:
+    if not is_uuid(assistant_id):
+        if assistant_id not in services.graphs:
+            graphs = ", ".join(services.graphs.graph_ids)
+            raise InvalidInput(
+                f"Invalid assistant: '{assistant_id}'. Must be either:\n"
+                f"- A valid assistant UUID, or\n- One of the registered graphs: {graphs}"
+            )
+        assistant_id = system_assistant_id(assistant_id)
+    assistant = await services.assistants.get(assistant_id.lower())
+    if assistant is None:
+        raise NotFound(NOT_FOUND)
+    if assistant["graph_id"] not in services.graphs:
+        raise NotFound(f"Graph '{assistant['graph_id']}' of assistant {assistant_id} not found")
+    return assistant
+
+
+def merge_config(assistant: Row, request: RunRequest) -> dict[str, Any]:
+    base = assistant.get("config") or {}
+    override = request.config or {}
+    merged: dict[str, Any] = {**base, **override}
+    tags = [*base.get("tags", []), *override.get("tags", [])]
+    if tags:
+        merged["tags"] = list(dict.fromkeys(tags))
+    merged["configurable"] = {
+        **(base.get("configurable") or {}),
+        **(override.get("configurable") or {}),
+    }
+    return merged
+
+
+def _forwarded_headers(services: Services, headers: dict[str, str] | None) -> dict[str, str]:
+    """Request headers copied into config.configurable, as the reference does for `x-`
+    headers; `http.configurable_headers` in langgraph.json chooses which."""
+    if not headers:
+        return {}
+    import fnmatch
+
+    http = services.settings.config.http
+    rules = http.configurable_headers if http else None
+    includes = (rules.includes if rules and rules.includes is not None else ["x-*"]) or []
+    excludes = (rules.excludes if rules and rules.excludes is not None else []) or []
+    excludes = [*excludes, "x-api-key", "authorization", "cookie"]
+    return {
+        name: value
+        for name, value in headers.items()
+        if any(fnmatch.fnmatch(name, pattern) for pattern in includes)
+        and not any(fnmatch.fnmatch(name, pattern) for pattern in excludes)
+    }
+
+
+def build_kwargs(
+    services: Services,
+    assistant: Row,
+    request: RunRequest,
+    *,
+    run_id: str,
+    thread_id: str,
+    temporary: bool,
+) -> dict[str, Any]:
+    config = merge_config(assistant, request)
+    configurable = {
+        **_forwarded_headers(services, request.headers),
+        **config["configurable"],
+        "run_id": run_id,
+        "thread_id": thread_id,
+        "graph_id": assistant["graph_id"],
+        "assistant_id": assistant["assistant_id"],
+        "user_id": config["configurable"].get("user_id", ""),
+    }
+    checkpoint = dict(request.checkpoint or {})
+    if request.checkpoint_id:
+        checkpoint["checkpoint_id"] = request.checkpoint_id
+    for key in ("checkpoint_id", "checkpoint_ns", "checkpoint_map"):
+        if checkpoint.get(key) is not None:
+            configurable[key] = checkpoint[key]
+    config["configurable"] = configurable
+    context = {**(assistant.get("context") or {}), **(request.context or {})}
+    return {
+        "input": request.input,
+        "command": request.command,
+        "config": config,
+        "context": context,
+        "stream_mode": request.stream_mode or ["values"],
+        "interrupt_before": request.interrupt_before,
+        "interrupt_after": request.interrupt_after,
+        "webhook": request.webhook,
+        "feedback_keys": request.feedback_keys,
+        "temporary": temporary,
+        "subgraphs": request.stream_subgraphs,
+        "resumable": request.stream_resumable,
+        "checkpoint_during": request.checkpoint_during,
+        "durability": request.durability,
+        "on_completion": request.on_completion,
+        "strict_resume": request.strict_resume,
+    }
+
+
+def run_metadata(assistant: Row, request: RunRequest) -> dict[str, Any]:
+    return {
+        **(assistant.get("metadata") or {}),
+        **(request.metadata or {}),
+        "graph_id": assistant["graph_id"],
+        "assistant_id": assistant["assistant_id"],
+    }
+
+
+async def create_run(services: Services, thread_id: str | None, request: RunRequest) -> Row:
+    """Insert a run on `thread_id`, or on a new temporary thread when it is None.
+
+    The multitask contract: `reject` raises Conflict when the thread has an active run and
+    inserts nothing; `enqueue` inserts and the claim keeps one run per thread at a time.
+    """
+    assistant = await resolve_assistant(services, request.assistant_id)
+    now = utcnow()
+    run_id = new_id()
+    temporary = thread_id is None
+    thread_id = thread_id or new_id()
+    not_before = now + datetime.timedelta(seconds=request.after_seconds or 0)
+    kwargs = build_kwargs(
+        services, assistant, request, run_id=run_id, thread_id=thread_id, temporary=temporary
+    )
+    graph_meta = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
+    superseded: list[Row] = []
+    async with services.db.transaction() as conn:
+        thread = await services.threads.get(thread_id, conn)
+        if thread is None:
+            if not temporary and request.if_not_exists != "create":
+                raise NotFound(NOT_FOUND)
+            await services.threads.insert(
+                {
+                    "thread_id": thread_id,
+                    "created_at": now,
+                    "updated_at": now,
+                    "state_updated_at": now,
+                    "metadata": graph_meta,
+                },
+                conn,
+            )
+        else:
+            active = await services.runs.active_on_thread(conn, thread_id)
+            if active and request.multitask_strategy == "reject":
+                raise Conflict(BUSY_THREAD)
+            if active and request.multitask_strategy in ("interrupt", "rollback"):
+                for previous in active:
+                    await services.runs.request_cancel(
+                        conn, previous["run_id"], request.multitask_strategy
+                    )
+                superseded = active
+            await services.threads.update(thread_id, {"metadata": graph_meta}, conn)
+        run = await services.runs.insert(
+            conn,
+            {
+                "run_id": run_id,
+                "thread_id": thread_id,
+                "assistant_id": assistant["assistant_id"],
+                "metadata": run_metadata(assistant, request),
+                "kwargs": kwargs,
+                "multitask_strategy": None if temporary else request.multitask_strategy,
+                "created_at": not_before,
+                "updated_at": now,
+                "not_before": not_before,
+            },
+        )
+    if superseded:
+        from threadline.core.cancel import signal_cancelled
+
+        await signal_cancelled(services, superseded, request.multitask_strategy)
+    await services.broker.notify(WAKE_CHANNEL)
+    return run
+
+
+async def get_run(services: Services, thread_id: str, run_id: str) -> Row:
+    run = await services.runs.get(run_id, thread_id)
+    if run is None:
+        raise NotFound("Run not found")
+    return run
+
+
+async def list_runs(
+    services: Services, thread_id: str, *, status: str | None, limit: int, offset: int
+) -> list[Row]:
+    if await services.threads.get(thread_id) is None:
+        raise NotFound(f"Thread with ID {thread_id} not found")
+    return await services.runs.list_for_thread(thread_id, status=status, limit=limit, offset=offset)
+
+
+@dataclass
+class RunOutcome:
+    status: str
+    output: Any
+
+
+def _outcome_from_end(event: StreamEvent) -> RunOutcome | None:
+    if not event.data:
+        return None
+    payload = orjson.loads(event.data)
+    return RunOutcome(payload["status"], payload.get("output"))
+
+
+async def wait_for_run(services: Services, run_id: str) -> RunOutcome | None:
+    """Block until the run ends; None when the run does not exist (any more)."""
+    events = services.broker.subscribe(run_stream(run_id), replay=False)
+    try:
+        run = await services.runs.get(run_id)
+        if run is None or run["status"] in TERMINAL:
+            if run is not None:
+                return RunOutcome(run["status"], run["output"])
+            # A stateless run may have deleted its rows already; its end marker says how
+            # it went for as long as the stream is retained.
+            async for event in services.broker.subscribe(run_stream(run_id), "-1"):
+                if event.is_end:
+                    return _outcome_from_end(event)
+            return None
+        async for event in events:
+            if event.is_end:
+                return _outcome_from_end(event) or await _outcome_from_row(services, run_id)
+        return None
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def _outcome_from_row(services: Services, run_id: str) -> RunOutcome | None:
+    run = await services.runs.get(run_id)
+    return RunOutcome(run["status"], run["output"]) if run else None
+
+
+async def stream_run(
+    services: Services,
+    run_id: str,
+    *,
+    last_event_id: str | None,
+    replay: bool,
+) -> AsyncIterator[StreamEvent]:
+    """The run's events after `last_event_id`, then live ones, ending with the end marker."""
+    async for event in services.broker.subscribe(run_stream(run_id), last_event_id, replay=replay):
+        yield event

@@ -1,0 +1,112 @@
+"""Server-sent events: the reference's framing, heartbeats and disconnect handling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from threadline.broker.base import StreamEvent
+
+HEADERS = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-store",
+    "x-accel-buffering": "no",
+    "connection": "keep-alive",
+}
+HEARTBEAT = b": heartbeat\r\n\r\n"
+
+
+def frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
+    parts = [b"event: ", event.encode(), b"\r\ndata: ", data, b"\r\n"]
+    if event_id is not None:
+        parts += [b"id: ", event_id.encode(), b"\r\n"]
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class EventStreamResponse(Response):
+    """Streams `events` as SSE frames until they end or the client goes away.
+
+    When the client disconnects first, `on_disconnect` runs (to cancel the run, say).
+    A comment is sent whenever `heartbeat` seconds pass without an event, so proxies and
+    clients keep silent streams open.
+    """
+
+    def __init__(
+        self,
+        events: AsyncIterator[StreamEvent],
+        *,
+        headers: Mapping[str, str] | None = None,
+        heartbeat: float = 5.0,
+        on_disconnect: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(status_code=200)
+        self.events = events
+        self.extra_headers = {**HEADERS, **(headers or {})}
+        self.heartbeat = heartbeat
+        self.on_disconnect = on_disconnect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(k.encode(), v.encode()) for k, v in self.extra_headers.items()],
+            }
+        )
+        pump = asyncio.create_task(self._pump(send))
+        watch = asyncio.create_task(_wait_for_disconnect(receive))
+        try:
+            done, _ = await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, watch):
+                task.cancel()
+            await asyncio.gather(pump, watch, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.events.aclose()  # type: ignore[attr-defined]
+        if pump in done:
+            if (exc := pump.exception()) is not None:
+                raise exc
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        elif self.on_disconnect is not None:
+            await self.on_disconnect()
+
+    async def _pump(self, send: Send) -> None:
+        lock = asyncio.Lock()
+        beat = asyncio.create_task(self._beat(send, lock))
+        try:
+            async for event in self.events:
+                if event.is_end:
+                    return
+                async with lock:
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": frame(event.event, event.data, event.id),
+                            "more_body": True,
+                        }
+                    )
+                    self._last_send = asyncio.get_running_loop().time()
+        finally:
+            beat.cancel()
+
+    async def _beat(self, send: Send, lock: asyncio.Lock) -> None:
+        loop = asyncio.get_running_loop()
+        self._last_send = loop.time()
+        while True:
+            await asyncio.sleep(max(0.0, self._last_send + self.heartbeat - loop.time()))
+            if loop.time() - self._last_send >= self.heartbeat:
+                async with lock:
+                    await send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
+                    self._last_send = loop.time()
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
