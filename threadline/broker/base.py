@@ -63,6 +63,10 @@ class Broker(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def has_subscribers(self, stream: str) -> bool:
+        """Whether anyone follows `stream` now (thread streams are only fed when watched)."""
+
+    @abc.abstractmethod
     async def notify(self, channel: str, message: str = "") -> None:
         """Fire-and-forget signal to every listener of `channel`."""
 

@@ -116,6 +116,10 @@ class LocalBroker(Broker):
         finally:
             state.subscribers.discard(queue)
 
+    async def has_subscribers(self, stream: str) -> bool:
+        state = self._streams.get(stream)
+        return bool(state and state.subscribers)
+
     async def notify(self, channel: str, message: str = "") -> None:
         for queue in self._listeners.get(channel, ()):
             queue.put_nowait(message)

@@ -7,6 +7,7 @@ layer has already validated their shape); failures are raised as `threadline.cor
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -16,7 +17,7 @@ from langgraph.pregel import Pregel
 
 from threadline.core import graph_info
 from threadline.core.errors import BadRequest, Conflict, InvalidInput, NotFound
-from threadline.ids import is_uuid, new_id, system_assistant_id
+from threadline.ids import is_uuid, system_assistant_id
 from threadline.serialization import utcnow
 from threadline.storage.database import Row
 
@@ -99,7 +100,8 @@ async def create_assistant(
 ) -> Row:
     require_graph(services, graph_id)
     config, context = _mirror(dict(config or {}), dict(context or {}))
-    assistant_id = (assistant_id or new_id()).lower()
+    # Random (v4) like the reference's, not time-ordered like thread and run ids.
+    assistant_id = (assistant_id or str(uuid.uuid4())).lower()
     now = utcnow()
     created = await services.assistants.insert(
         {
@@ -173,7 +175,7 @@ async def update_assistant(
             # Deliberate difference: the reference replaces the whole config by
             # {"configurable": context} here, dropping tags and recursion_limit; we keep
             # the rest of the config and only mirror the context into it.
-            base = out.get("config", current["config"] or {})
+            base: dict[str, Any] = out.get("config") or current["config"] or {}
             out["config"] = {**base, "configurable": dict(context)}
         return out
 

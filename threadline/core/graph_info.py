@@ -116,9 +116,7 @@ def state_jsonschema(graph: Any, model_name: str) -> dict[str, Any]:
             continue
         # Positional field names with aliases: any channel name (`_x`, `model_y`) works.
         fields[f"f{index}"] = (channel.ValueType, Field(None, alias=key))
-    model = create_model(  # type: ignore[call-overload]
-        model_name, __config__=ConfigDict(arbitrary_types_allowed=True), **fields
-    )
+    model = create_model(model_name, __config__=ConfigDict(arbitrary_types_allowed=True), **fields)
     return dict(model.model_json_schema(by_alias=True))
 
 

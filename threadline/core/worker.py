@@ -162,10 +162,14 @@ class Worker:
     # --- execution --------------------------------------------------------------
     async def _execute(self, run: Row) -> None:
         run_id = run["run_id"]
-        publisher = _Publisher(self.services, run_stream(run_id))
+        thread_watched = await self.services.broker.has_subscribers(thread_stream(run["thread_id"]))
+        publisher = _Publisher(
+            self.services,
+            run_stream(run_id),
+            thread_stream(run["thread_id"]) if thread_watched else None,
+        )
         try:
             try:
-                await self._notify_thread(run, "run_started")
                 result = await self.graph_loop.run(self._graph_call(run, publisher.emit))
             except asyncio.CancelledError:
                 await publisher.drain()
@@ -203,10 +207,14 @@ class Worker:
 
         async def call() -> executor.Execution:
             config = executor.run_config(run, attempt)
+            resumed = run
+            if attempt > 1 and await _wrote_checkpoint(checkpointer, run):
+                # A retried run continues from its last checkpoint, not from its input.
+                resumed = {**run, "kwargs": {**kwargs, "input": None, "command": None}}
             async with graphs.graph(
                 graph_id, config, checkpointer=checkpointer, store=store
             ) as graph:
-                return await executor.execute(graph, run, attempt, emit)
+                return await executor.execute(graph, resumed, attempt, emit)
 
         return call
 
@@ -236,16 +244,23 @@ class Worker:
         await publisher.close({"status": "interrupted", "output": None})
 
     async def _after_finish(self, run: Row) -> None:
-        await self._notify_thread(run, "run_done")
+        if await self.services.broker.has_subscribers(thread_stream(run["thread_id"])):
+            await self.services.broker.publish(
+                thread_stream(run["thread_id"]),
+                "metadata",
+                dumps({"status": "run_done", "run_id": run["run_id"]}),
+            )
         kwargs = run["kwargs"]
         if kwargs.get("temporary") and (kwargs.get("on_completion") or "delete") == "delete":
             await self.services.threads.delete(run["thread_id"])
             await self.services.checkpointer.adelete_thread(run["thread_id"])
 
-    async def _notify_thread(self, run: Row, status: str) -> None:
-        await self.services.broker.notify(
-            thread_stream(run["thread_id"]), f"{status}:{run['run_id']}"
-        )
+
+async def _wrote_checkpoint(checkpointer: Any, run: Row) -> bool:
+    latest = await checkpointer.aget_tuple(
+        {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+    )
+    return latest is not None and (latest.metadata or {}).get("run_id") == run["run_id"]
 
 
 def _public_configurable(run: Row) -> dict[str, Any]:
@@ -256,9 +271,10 @@ def _public_configurable(run: Row) -> dict[str, Any]:
 class _Publisher:
     """Publishes a run's events in order, whichever loop the graph emits them from."""
 
-    def __init__(self, services: Services, stream: str) -> None:
+    def __init__(self, services: Services, stream: str, thread: str | None) -> None:
         self.broker = services.broker
         self.stream = stream
+        self.thread = thread  # the thread's stream, fed too while someone follows it
         self.queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
         self.emit = emitter(lambda event, data: self.queue.put_nowait((event, data)))
         self.task = asyncio.create_task(self._publish_forever())
@@ -269,6 +285,8 @@ class _Publisher:
             if item is None:
                 return
             await self.broker.publish(self.stream, *item)
+            if self.thread is not None:
+                await self.broker.publish(self.thread, *item)
 
     async def drain(self) -> None:
         # Events emitted on the graph loop arrive through call_soon_threadsafe; one turn

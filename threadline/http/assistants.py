@@ -74,6 +74,12 @@ def encode_assistant(row: Row) -> dict[str, Any]:
     return _encode(row, ASSISTANT_FIELDS)
 
 
+def _xray_schema(schema: dict[str, Any]) -> None:
+    schema.pop("anyOf", None)
+    schema["oneOf"] = [{"type": "boolean"}, {"type": "integer", "minimum": 1}]
+    schema["default"] = False
+
+
 def _parse_xray(raw: str | None) -> bool | int:
     if raw is None:
         return False
@@ -126,7 +132,7 @@ async def search_assistants(request: Request, body: AssistantSearchRequest) -> J
         sort_by=body.sort_by,
         sort_order=body.sort_order,
     )
-    fields = ASSISTANT_FIELDS
+    fields: tuple[str, ...] = ASSISTANT_FIELDS
     if body.select:
         fields = tuple(f for f in ASSISTANT_FIELDS if f in body.select)
     return json_response(
@@ -202,7 +208,7 @@ async def get_assistant_graph(
         str | None,
         Query(
             description="Include subgraphs: `true`, or a positive integer depth.",
-            json_schema_extra={"oneOf": [{"type": "boolean"}, {"type": "integer"}]},
+            json_schema_extra=_xray_schema,
         ),
     ] = None,
 ) -> JSONResponse:

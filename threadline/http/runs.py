@@ -373,3 +373,40 @@ async def join_stateless_run(run_id: str, request: Request) -> Any:
     run_id = require_uuid(run_id, "run")
     run = await services.runs.get(run_id) or {"run_id": run_id, "thread_id": None}
     return _wait_response(services, run, {}, False)
+
+
+THREAD_STREAM_MODES = ("lifecycle", "run_modes", "state_update")
+
+
+@router.get("/threads/{thread_id}/stream")
+async def stream_thread(
+    thread_id: str,
+    request: Request,
+    stream_modes: Annotated[list[str] | None, Query()] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> Any:
+    """The thread's long-lived stream: every run started on it while connected, and state
+    updates. Unlike the reference, an unknown thread is a 404 rather than a silent hang."""
+    services = _services(request)
+    thread_id = require_uuid(thread_id, "thread")
+    if await services.threads.get(thread_id) is None:
+        raise NotFound(f"Thread with ID {thread_id} not found")
+    modes = set(stream_modes or ["run_modes"])
+    if unknown := modes - set(THREAD_STREAM_MODES):
+        raise InvalidInput(f"Unknown stream_modes: {', '.join(sorted(unknown))}")
+    events = services.broker.subscribe(
+        core.thread_stream(thread_id), last_event_id, replay=last_event_id is not None
+    )
+
+    async def wanted() -> AsyncIterator[StreamEvent]:
+        async for event in events:
+            if event.event == "state_update":
+                keep = "state_update" in modes
+            elif event.event == "metadata":
+                keep = bool(modes & {"lifecycle", "run_modes"})
+            else:
+                keep = "run_modes" in modes
+            if keep:
+                yield event
+
+    return EventStreamResponse(wanted(), heartbeat=services.settings.sse_heartbeat_seconds)

@@ -7,9 +7,10 @@ Optional fields of create/patch bodies reject an explicit `null`, as the referen
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
 IfExists = Literal["raise", "do_nothing"]
 SortBy = Literal["assistant_id", "created_at", "updated_at", "name", "graph_id"]
@@ -27,7 +28,40 @@ SelectField = Literal[
     "version",
 ]
 
-_UUID = {"format": "uuid"}
+_UUID: JsonDict = {"format": "uuid"}
+_DATE_TIME: JsonDict = {"format": "date-time"}
+T = TypeVar("T")
+
+
+def _reject_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("may be omitted, but not null")
+    return value
+
+
+def _without_null(schema: JsonDict) -> None:
+    options = schema.pop("anyOf", None)
+    if not isinstance(options, list):
+        return
+    kept = [option for option in options if option != {"type": "null"}]
+    if len(kept) == 1 and isinstance(kept[0], dict):
+        schema.update(kept[0])
+    else:
+        schema["anyOf"] = kept
+
+
+# A field that may be left out but, when given, is not null.
+Omittable = Annotated[T | None, BeforeValidator(_reject_null)]
+
+
+def _uuid_without_null(schema: JsonDict) -> None:
+    _without_null(schema)
+    schema.update(_UUID)
+
+
+def omittable(description: str, **kwargs: Any) -> Any:
+    kwargs.setdefault("json_schema_extra", _without_null)
+    return Field(default=None, description=description, **kwargs)
 
 
 class AssistantConfig(BaseModel):
@@ -35,9 +69,11 @@ class AssistantConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", title="Config")
 
-    tags: list[str] = Field(default=None, title="Tags")
-    recursion_limit: int = Field(default=None, title="Recursion Limit")
-    configurable: dict[str, Any] = Field(default=None, title="Configurable")
+    tags: Omittable[list[str]] = omittable("Tags of the runs.", title="Tags")
+    recursion_limit: Omittable[int] = omittable("Maximum steps.", title="Recursion Limit")
+    configurable: Omittable[dict[str, Any]] = omittable(
+        "Values for the graph (mirrored into `context`).", title="Configurable"
+    )
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)
@@ -46,27 +82,22 @@ class AssistantConfig(BaseModel):
 class AssistantCreate(BaseModel):
     """Payload for creating an assistant."""
 
-    assistant_id: str = Field(
-        default=None,
-        description="The ID of the assistant. If not provided, a random UUID will be generated.",
-        json_schema_extra=_UUID,
+    assistant_id: Omittable[str] = omittable(
+        "The ID of the assistant. If not provided, a random UUID will be generated.",
+        json_schema_extra=_uuid_without_null,
     )
     graph_id: str = Field(
         description="The ID of the graph the assistant should use, as named in langgraph.json."
     )
-    config: AssistantConfig = Field(default=None, description="Configuration to use for the graph.")
-    context: dict[str, Any] = Field(
-        default=None, description="Static context added to the assistant."
-    )
-    metadata: dict[str, Any] = Field(default=None, description="Metadata to add to assistant.")
+    config: Omittable[AssistantConfig] = omittable("Configuration to use for the graph.")
+    context: Omittable[dict[str, Any]] = omittable("Static context added to the assistant.")
+    metadata: Omittable[dict[str, Any]] = omittable("Metadata to add to assistant.")
     if_exists: IfExists = Field(
         default="raise",
         description="How to handle duplicate creation: 'raise' (409) or 'do_nothing' "
         "(return the existing assistant).",
     )
-    name: str = Field(
-        default=None, description="The name of the assistant. Defaults to 'Untitled'."
-    )
+    name: Omittable[str] = omittable("The name of the assistant. Defaults to 'Untitled'.")
     description: str | None = Field(
         default=None, description="The description of the assistant. Defaults to null."
     )
@@ -75,22 +106,19 @@ class AssistantCreate(BaseModel):
 class AssistantPatch(BaseModel):
     """Payload for updating an assistant. Every update creates a new version."""
 
-    graph_id: str = Field(
-        default=None,
-        description="The ID of the graph the assistant should use. If not provided, the "
+    graph_id: Omittable[str] = omittable(
+        "The ID of the graph the assistant should use. If not provided, the "
         "assistant keeps pointing to the same graph.",
     )
-    config: AssistantConfig = Field(
-        default=None, description="Configuration to use for the graph (replaces the current one)."
+    config: Omittable[AssistantConfig] = omittable(
+        "Configuration to use for the graph (replaces the current one)."
     )
-    context: dict[str, Any] = Field(
-        default=None, description="Static context added to the assistant."
+    context: Omittable[dict[str, Any]] = omittable("Static context added to the assistant.")
+    metadata: Omittable[dict[str, Any]] = omittable(
+        "Metadata to merge with existing assistant metadata."
     )
-    metadata: dict[str, Any] = Field(
-        default=None, description="Metadata to merge with existing assistant metadata."
-    )
-    name: str = Field(default=None, description="The new name for the assistant.")
-    description: str = Field(default=None, description="The new description for the assistant.")
+    name: Omittable[str] = omittable("The new name for the assistant.")
+    description: Omittable[str] = omittable("The new description for the assistant.")
 
 
 class AssistantSearchRequest(BaseModel):
@@ -158,8 +186,8 @@ class Assistant(BaseModel):
     context: dict[str, Any]
     metadata: dict[str, Any]
     name: str
-    created_at: str = Field(json_schema_extra={"format": "date-time"})
-    updated_at: str = Field(json_schema_extra={"format": "date-time"})
+    created_at: str = Field(json_schema_extra=_DATE_TIME)
+    updated_at: str = Field(json_schema_extra=_DATE_TIME)
     version: int
     description: str | None
 
@@ -171,7 +199,7 @@ class AssistantVersion(BaseModel):
     config: dict[str, Any]
     context: dict[str, Any]
     metadata: dict[str, Any]
-    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    created_at: str = Field(json_schema_extra=_DATE_TIME)
     name: str
     description: str | None
 
