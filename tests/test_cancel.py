@@ -171,8 +171,10 @@ async def test_multitask_reject(client: LangGraphClient, first: str) -> None:
         run = await client.runs.create(thread_id, "echo", input={}, after_seconds=60)
     with pytest.raises(ConflictError):
         await client.runs.create(thread_id, "echo", input={}, multitask_strategy="reject")
-    with pytest.raises(ConflictError):
+    # runs.wait goes through the SDK's reconnecting request, which raises httpx's error
+    with pytest.raises(httpx.HTTPStatusError) as raised:
         await client.runs.wait(thread_id, "echo", input={}, multitask_strategy="reject")
+    assert raised.value.response.status_code == 409
     runs = await client.runs.list(thread_id)
     assert [r["run_id"] for r in runs] == [run["run_id"]]
     await client.runs.cancel(thread_id, run["run_id"], wait=True)

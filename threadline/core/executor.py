@@ -7,12 +7,13 @@ storage and hands events out through `emit`, which is safe to call from that loo
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import langgraph.version
-from langchain_core.messages import BaseMessageChunk, message_chunk_to_message
+from langchain_core.messages import BaseMessage, BaseMessageChunk, message_chunk_to_message
 from langgraph.pregel import Pregel
 from langgraph.types import Command, Send
 
@@ -76,15 +77,17 @@ def run_config(run: Row, attempt: int) -> dict[str, Any]:
     kwargs = run["kwargs"]
     config: dict[str, Any] = copy.deepcopy(kwargs["config"])
     configurable = config["configurable"]
+    # The reference's run metadata carries no user_id (it reaches checkpoint metadata from
+    # config.configurable instead); langgraph_api_url is left out, see the golden tests.
     config["metadata"] = {
         **(config.get("metadata") or {}),
         **run["metadata"],
         "run_id": run["run_id"],
         "thread_id": run["thread_id"],
-        "user_id": configurable.get("user_id", ""),
         "run_attempt": attempt,
         "langgraph_version": langgraph.version.__version__,
         "langgraph_api_version": __version__,
+        "langgraph_plan": "developer",
         "langgraph_host": "self-hosted",
     }
     config["run_id"] = run["run_id"]
@@ -112,6 +115,8 @@ class _EventMapper:
         self.emit(name, dumps(payload))
 
     def chunk(self, namespace: tuple[str, ...], mode: str, chunk: Any) -> None:
+        if mode == "debug" and isinstance(chunk, dict) and chunk.get("type") == "checkpoint":
+            chunk = {**chunk, "payload": _with_checkpoint_refs(chunk.get("payload") or {})}
         if mode != "messages":
             self.send(mode, namespace, chunk)
         elif self.tuples:
@@ -134,6 +139,42 @@ class _EventMapper:
             self.send("messages/complete", namespace, [message])
 
 
+def _checkpoint_ref(config: Any) -> dict[str, Any] | None:
+    configurable = (config or {}).get("configurable") if isinstance(config, dict) else None
+    if not configurable:
+        return None
+    return {
+        "checkpoint_id": configurable.get("checkpoint_id"),
+        "checkpoint_ns": configurable.get("checkpoint_ns", ""),
+        "thread_id": configurable.get("thread_id"),
+    }
+
+
+def _with_checkpoint_refs(payload: dict[str, Any]) -> dict[str, Any]:
+    """The reference's debug checkpoint payloads also name the checkpoint and its parent."""
+    return {
+        "checkpoint": _checkpoint_ref(payload.get("config")),
+        "parent_checkpoint": _checkpoint_ref(payload.get("parent_config")),
+        **payload,
+    }
+
+
+def _stamp_message_ids(value: Any, depth: int = 0) -> None:
+    """Give messages without an id one now, in place, as the add_messages reducer would a
+    moment later: an `events` payload then shows the id the message keeps in the state."""
+    if depth > 6:
+        return
+    if isinstance(value, BaseMessage):
+        if value.id is None:
+            value.id = str(uuid.uuid4())
+    elif isinstance(value, dict):
+        for item in value.values():
+            _stamp_message_ids(item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _stamp_message_ids(item, depth + 1)
+
+
 async def _chunks(
     graph: Pregel,
     graph_input: Any,
@@ -153,6 +194,7 @@ async def _chunks(
             continue
         if "langsmith:hidden" in (event.get("tags") or ()):
             continue
+        _stamp_message_ids(event.get("data"))
         mapper.send("events", (), event)
 
 
@@ -232,7 +274,11 @@ async def _final_state(graph: Pregel, run: Row, error: dict[str, str] | None) ->
     interrupts: dict[str, Any] = {}
     for task in snapshot.tasks:
         if task.interrupts:
-            interrupts[task.id] = to_jsonable(list(task.interrupts))
+            # thread.interrupts lists {id, value} only (the /wait output also has
+            # response_schema)
+            interrupts[task.id] = [
+                {"id": i.id, "value": to_jsonable(i.value)} for i in task.interrupts
+            ]
     if error is not None:
         return Execution(
             "error", {"__error__": error}, values=values, interrupts=interrupts, error=error

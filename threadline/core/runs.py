@@ -11,6 +11,7 @@ import orjson
 
 from threadline.broker.base import StreamEvent
 from threadline.core.errors import Conflict, InvalidInput, NotFound
+from threadline.core.webhooks import validate_webhook
 from threadline.ids import is_uuid, new_id, system_assistant_id
 from threadline.serialization import utcnow
 from threadline.storage.database import Row
@@ -27,7 +28,16 @@ BUSY_THREAD = (
 NOT_FOUND = "Thread or assistant not found."
 
 # Keys the server sets in config.configurable; a user's value for them is replaced.
-STAMPED_KEYS = ("graph_id", "assistant_id", "run_id", "thread_id", "user_id")
+STAMPED_KEYS = (
+    "graph_id",
+    "assistant_id",
+    "run_id",
+    "thread_id",
+    "user_id",
+    "langgraph_auth_user",
+    "langgraph_auth_user_id",
+    "langgraph_auth_permissions",
+)
 
 
 def run_stream(run_id: str) -> str:
@@ -137,6 +147,11 @@ def build_kwargs(
         "graph_id": assistant["graph_id"],
         "assistant_id": assistant["assistant_id"],
         "user_id": config["configurable"].get("user_id", ""),
+        # What graphs read to learn who runs them. Without custom auth nobody is
+        # authenticated; the reference stamps the same values.
+        "langgraph_auth_user": None,
+        "langgraph_auth_user_id": "",
+        "langgraph_auth_permissions": [],
     }
     checkpoint = dict(request.checkpoint or {})
     if request.checkpoint_id:
@@ -182,6 +197,8 @@ async def create_run(services: Services, thread_id: str | None, request: RunRequ
     inserts nothing; `enqueue` inserts and the claim keeps one run per thread at a time.
     """
     assistant = await resolve_assistant(services, request.assistant_id)
+    if request.webhook:
+        await validate_webhook(request.webhook, services.settings.config.webhooks)
     now = utcnow()
     run_id = new_id()
     temporary = thread_id is None

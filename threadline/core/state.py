@@ -259,7 +259,5 @@ async def read_state(
     if graph_id_of(thread) is None:
         return empty_state()
     async with thread_graph(services, thread) as graph:
-        snapshot = await graph.aget_state(
-            state_config(thread_id, checkpoint), subgraphs=subgraphs
-        )
+        snapshot = await graph.aget_state(state_config(thread_id, checkpoint), subgraphs=subgraphs)
     return snapshot_to_json(snapshot)

@@ -88,6 +88,8 @@ class Worker:
             "max": self.capacity,
             "active": len(self.active),
             "available": self.capacity - len(self.active),
+            # a loop that died (it should never return) means no run will start here
+            "healthy": not any(task.done() for task in self._tasks),
         }
 
     # --- claiming -------------------------------------------------------------

@@ -35,6 +35,8 @@ def describe_validation_error(exc: RequestValidationError) -> str:
     problems = exc.errors()
     if any(p.get("type") == "json_invalid" for p in problems):
         return "Invalid JSON in request body"
+    if any(p.get("type") == "missing" and tuple(p.get("loc", ())) == ("body",) for p in problems):
+        return "Invalid JSON in request body"
     messages = []
     for problem in problems:
         loc = [str(part) for part in problem.get("loc", ()) if part != "body"]
