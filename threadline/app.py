@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from threadline import __version__
 from threadline.core.assistants import ensure_system_assistants
 from threadline.core.services import Services
+from threadline.core.sweeper import Sweeper
 from threadline.core.worker import Worker
 from threadline.graphs import GraphRegistry
 from threadline.http import assistants, runs, system, threads
@@ -35,6 +36,8 @@ def create_app(settings: Settings, graphs: GraphRegistry | None = None) -> FastA
         worker = Worker(services)
         services.worker = worker
         await worker.start()
+        sweeper = Sweeper(services)
+        sweeper.start()
         logger.info(
             "Threadline %s serving graphs %s on %s (%d jobs)",
             __version__,
@@ -45,6 +48,7 @@ def create_app(settings: Settings, graphs: GraphRegistry | None = None) -> FastA
         try:
             yield
         finally:
+            await sweeper.stop()
             await worker.stop()
             await services.stop()
 

@@ -6,7 +6,6 @@ layer has already validated their shape); failures are raised as `threadline.cor
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -17,9 +16,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 
 from threadline.core import graph_info
-from threadline.core.cancel import signal_cancelled
 from threadline.core.errors import BadRequest, Conflict, InvalidInput, NotFound
-from threadline.core.runs import wait_for_run
+from threadline.core.threads import delete_thread_and_checkpoints
 from threadline.ids import is_uuid, system_assistant_id
 from threadline.serialization import utcnow
 from threadline.storage.database import Row
@@ -37,7 +35,6 @@ BOTH_CONFIGURABLE_AND_CONTEXT = (
 # the bare "Not Found"; PATCH, versions, latest and DELETE name the assistant.
 GET_NOT_FOUND = "Not Found"
 THREAD_DELETE_BATCH = 100
-CANCEL_WAIT_SECONDS = 10.0
 
 
 def _not_found(assistant_id: str) -> NotFound:
@@ -201,7 +198,6 @@ async def delete_assistant(
 
 
 async def _delete_threads_of(services: Services, assistant_id: str) -> None:
-    # TODO: use the threads use case (delete a thread) once core/threads.py has one.
     while True:
         threads = await services.threads.search(
             metadata={"assistant_id": assistant_id}, limit=THREAD_DELETE_BATCH, offset=0
@@ -209,25 +205,7 @@ async def _delete_threads_of(services: Services, assistant_id: str) -> None:
         if not threads:
             return
         for thread in threads:
-            await _delete_thread(services, thread["thread_id"])
-
-
-async def _delete_thread(services: Services, thread_id: str) -> None:
-    """Stop the thread's active runs, then drop it, its runs (ON DELETE CASCADE) and its
-    checkpoints."""
-    async with services.db.transaction() as conn:
-        active = await services.runs.active_on_thread(conn, thread_id)
-    if active:
-        await signal_cancelled(services, active, "interrupt")
-        # Let them stop before the checkpoints go, so no late write survives the delete.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(*(wait_for_run(services, run["run_id"]) for run in active)),
-                CANCEL_WAIT_SECONDS,
-            )
-    await services.threads.delete(thread_id)
-    if services.checkpointer is not None:
-        await services.checkpointer.adelete_thread(thread_id)
+            await delete_thread_and_checkpoints(services, thread["thread_id"])
 
 
 # --- search -------------------------------------------------------------------------

@@ -3,6 +3,7 @@ their state through their graph."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import re
@@ -12,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import Command, Send, StateSnapshot, StateUpdate
 
+from threadline.core.cancel import signal_cancelled
 from threadline.core.errors import BadRequest, Conflict, InvalidInput, NotFound
+from threadline.core.runs import wait_for_run
 from threadline.core.state import (
     graph_id_of,
     no_graph_error,
@@ -117,7 +120,7 @@ async def create_thread(
         return row
     try:
         return await _apply_supersteps(services, row, supersteps)
-    except BaseException:
+    except Exception:
         # A thread whose seeding failed is not left behind half-made.
         await delete_thread_and_checkpoints(services, thread_id)
         raise
@@ -141,8 +144,22 @@ async def patch_thread(
     return row
 
 
+CANCEL_WAIT_SECONDS = 10.0
+
+
 async def delete_thread_and_checkpoints(services: Services, thread_id: str) -> bool:
-    """Delete a thread (its runs go by cascade) and its checkpoints; False if it was gone."""
+    """Stop the thread's active runs, then delete it (its runs go by cascade) and its
+    checkpoints; False if it was gone."""
+    async with services.db.transaction() as conn:
+        active = await services.runs.active_on_thread(conn, thread_id)
+    if active:
+        await signal_cancelled(services, active, "interrupt")
+        # Let them stop before the checkpoints go, so no late write survives the delete.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(wait_for_run(services, run["run_id"]) for run in active)),
+                CANCEL_WAIT_SECONDS,
+            )
     deleted = await services.threads.delete(thread_id)
     await services.checkpointer.adelete_thread(thread_id)
     return deleted

@@ -16,6 +16,7 @@ from threadline.core import executor
 from threadline.core.cancel import CANCEL_CHANNEL, settle_cancelled_run
 from threadline.core.graph_loop import GraphLoop, emitter
 from threadline.core.runs import WAKE_CHANNEL, run_stream, thread_stream
+from threadline.core.threads import delete_thread_and_checkpoints
 from threadline.ids import new_id
 from threadline.serialization import dumps, utcnow
 from threadline.storage.database import Row
@@ -254,8 +255,7 @@ class Worker:
             )
         kwargs = run["kwargs"]
         if kwargs.get("temporary") and (kwargs.get("on_completion") or "delete") == "delete":
-            await self.services.threads.delete(run["thread_id"])
-            await self.services.checkpointer.adelete_thread(run["thread_id"])
+            await delete_thread_and_checkpoints(self.services, run["thread_id"])
 
 
 async def _wrote_checkpoint(checkpointer: Any, run: Row) -> bool:
