@@ -47,6 +47,7 @@ GRAPHS = [
     "blocking",
     "blocking_async",
     "chat",
+    "config_echo",
     "custom",
     "echo",
     "factory",

@@ -1,124 +1,304 @@
-"""The `threadline` command: dev, serve, worker and migrate."""
+"""The `threadline` command: dev, serve and migrate.
+
+Exit codes: 0 success, 1 the server could not start (port busy), 2 invalid configuration
+(langgraph.json, a graph that does not load, an unsupported database or Redis URI).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import uvicorn
 
 from threadline import __version__
-from threadline.settings import ConfigError, Settings
+from threadline.broker.base import Broker
+from threadline.settings import (
+    DATA_DIR,
+    DEFAULT_DATABASE_URI,
+    DEFAULT_HOST,
+    DEFAULT_JOBS,
+    DEFAULT_PORT,
+    ConfigError,
+    Settings,
+)
 
 ENV_CONFIG = "THREADLINE_CONFIG"
+ENV_LOG_LEVEL = "THREADLINE_LOG_LEVEL"
+LOG_LEVELS = ["critical", "error", "warning", "info", "debug"]
+
+EPILOG = f"""\
+database URIs (SQLite only in this version):
+  sqlite:///relative/path.db   relative to the folder of langgraph.json
+  sqlite:////absolute/path.db  an absolute path
+  /path/to/file.db, ./file.db  a plain filesystem path (relative to the working directory)
+  default: {DEFAULT_DATABASE_URI} next to langgraph.json
+  postgresql://... and --redis-uri (the scale-out deployment) are not supported yet.
+
+Every option can also be set with the environment variable shown in its help; an option
+given on the command line wins.
+"""
 
 
-def _add_common(parser: argparse.ArgumentParser, default_port: int | None = 2024) -> None:
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30, width=96)
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
-        default=os.environ.get(ENV_CONFIG, "langgraph.json"),
-        help="path to langgraph.json (env THREADLINE_CONFIG; default ./langgraph.json)",
+        default=os.environ.get(ENV_CONFIG) or "langgraph.json",
+        metavar="PATH",
+        help="path to langgraph.json, or its folder [env THREADLINE_CONFIG] "
+        "(default: ./langgraph.json)",
     )
-    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
-    parser.add_argument(
-        "--port", type=int, default=default_port, help="port to bind (default 2024)"
-    )
+
+
+def _add_database(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-uri",
         default=None,
-        help="database URI (env THREADLINE_DATABASE_URI or DATABASE_URI); default: "
-        "sqlite:///<config dir>/.threadline/threadline.db",
+        metavar="URI",
+        help="where threads, runs and checkpoints are stored: sqlite:///relative/to/config/dir, "
+        "sqlite:////absolute/path or a plain file path [env THREADLINE_DATABASE_URI or "
+        f"DATABASE_URI] (default: {DEFAULT_DATABASE_URI} next to langgraph.json)",
     )
+
+
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default=(os.environ.get(ENV_LOG_LEVEL) or "info").lower(),
+        choices=LOG_LEVELS,
+        type=str.lower,
+        help="log level [env THREADLINE_LOG_LEVEL] (default: info)",
+    )
+
+
+def _add_server(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser)
+    parser.add_argument(
+        "--host",
+        default=None,
+        help=f"address to listen on [env THREADLINE_HOST] (default: {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port to listen on; if it is busy the command stops, it never picks another "
+        f"[env THREADLINE_PORT] (default: {DEFAULT_PORT})",
+    )
+    _add_database(parser)
     parser.add_argument(
         "--redis-uri",
         default=None,
-        help="Redis URI for the scale-out deployment (env THREADLINE_REDIS_URI or REDIS_URI)",
+        metavar="URI",
+        help="Redis for the scale-out deployment (not supported yet) "
+        "[env THREADLINE_REDIS_URI or REDIS_URI]",
     )
     parser.add_argument(
         "--jobs",
         type=int,
         default=None,
-        help="runs this process executes at once; 0 = API only "
-        "(env THREADLINE_JOBS or N_JOBS_PER_WORKER; default 10)",
+        metavar="N",
+        help="runs this process executes at once; 0 = serve the API only "
+        f"[env THREADLINE_JOBS or N_JOBS_PER_WORKER] (default: {DEFAULT_JOBS})",
     )
     parser.add_argument(
         "--graph-isolation",
         choices=["thread", "loop"],
         default=None,
-        help="'thread' (default) runs graph code on its own event loop thread so blocking "
-        "code cannot stall the API; 'loop' runs it on the serving loop "
-        "(env THREADLINE_GRAPH_ISOLATION)",
+        help="'thread' runs graph code on an event loop of its own in a separate thread, so "
+        "blocking code in a graph cannot stall the API; 'loop' runs it on the serving loop "
+        "[env THREADLINE_GRAPH_ISOLATION] (default: thread)",
     )
-    parser.add_argument("--log-level", default="info", help="log level (default info)")
+    _add_log_level(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="threadline",
-        description="Threadline: an open-source Agent Server for LangGraph graphs.",
+        description="Threadline: an open-source, self-hostable Agent Server for LangGraph "
+        "graphs, compatible with the LangGraph Agent Server API and langgraph_sdk.",
+        epilog=EPILOG,
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"threadline {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dev = commands.add_parser(
-        "dev", help="serve on the embedded SQLite database and reload when graph code changes"
+        "dev",
+        help="develop: serve the graphs and restart when their code changes",
+        description="Serve the graphs of langgraph.json on the embedded SQLite database and "
+        "restart the server when a .py or .json file (or .env) next to langgraph.json, or in "
+        "a local dependency, changes. Threads, runs and checkpoints survive restarts.",
+        epilog=EPILOG,
+        formatter_class=_Formatter,
     )
-    _add_common(dev)
+    _add_server(dev)
     dev.add_argument("--no-reload", action="store_true", help="do not watch for code changes")
-    serve = commands.add_parser("serve", help="the production entry point: API and workers")
-    _add_common(serve)
-    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
-    _add_common(migrate)
+    serve = commands.add_parser(
+        "serve",
+        help="production: serve the API and execute runs",
+        description="Serve the API and execute runs (the production entry point).",
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+    )
+    _add_server(serve)
+    migrate = commands.add_parser(
+        "migrate",
+        help="create or upgrade the database schema, then exit",
+        description="Create or upgrade the database schema (servers also do this at start).",
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+    )
+    _add_config(migrate)
+    _add_database(migrate)
+    _add_log_level(migrate)
     return parser
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
     return Settings.build(
         args.config,
-        host=args.host,
-        port=args.port,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
         database_uri=args.database_uri,
-        redis_uri=args.redis_uri,
-        jobs=args.jobs,
-        graph_isolation=args.graph_isolation,
+        redis_uri=getattr(args, "redis_uri", None),
+        jobs=getattr(args, "jobs", None),
+        graph_isolation=getattr(args, "graph_isolation", None),
     )
 
 
 def _port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return True  # let the server report the bad host
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError:
+                return False
     return True
+
+
+def _prepare_data_dir(settings: Settings) -> None:
+    """Create the database folder; the default `.threadline/` ignores itself in git."""
+    folder = settings.sqlite_path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if folder.name == DATA_DIR:
+        ignore = folder / ".gitignore"
+        if not ignore.exists():
+            with contextlib.suppress(OSError):
+                ignore.write_text("# Threadline's local data\n*\n")
+
+
+@contextlib.contextmanager
+def _environment_restored() -> Iterator[None]:
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _export_settings(args: argparse.Namespace, settings: Settings) -> None:
     """The reloader starts fresh processes; they rebuild Settings from these variables."""
     os.environ[ENV_CONFIG] = str(settings.config_path)
+    os.environ["THREADLINE_HOST"] = settings.host
+    os.environ["THREADLINE_PORT"] = str(settings.port)
     os.environ["THREADLINE_DATABASE_URI"] = settings.database_uri
     os.environ["THREADLINE_JOBS"] = str(settings.jobs)
     os.environ["THREADLINE_GRAPH_ISOLATION"] = settings.graph_isolation
-    if settings.redis_uri:
-        os.environ["THREADLINE_REDIS_URI"] = settings.redis_uri
+    os.environ[ENV_LOG_LEVEL] = args.log_level
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def app_from_environment() -> object:
-    """ASGI app factory used by `threadline dev` under the reloader."""
+    """ASGI app factory `threadline dev` runs under the reloader, in a fresh process each time."""
     from threadline.app import create_app
 
-    settings = Settings.build(os.environ.get(ENV_CONFIG, "langgraph.json"))
-    return create_app(settings)
+    _configure_logging(os.environ.get(ENV_LOG_LEVEL) or "info")
+    try:
+        settings = Settings.build(os.environ.get(ENV_CONFIG) or "langgraph.json")
+        return create_app(settings)
+    except ConfigError as exc:
+        print(f"threadline: {exc}\nthreadline: waiting for a change to reload", file=sys.stderr)
+        sys.stderr.flush()
+        sys.exit(2)
+
+
+def _watch_dirs(settings: Settings) -> list[str]:
+    """The folder of langgraph.json plus local dependencies and graph files outside it."""
+    base = settings.base_dir
+    dirs = {base}
+    config = settings.config
+    candidates = [base / dep for dep in config.dependencies if dep.startswith((".", "/"))]
+    for entry in config.graphs.values():
+        module_ref = entry.path.rpartition(":")[0]
+        if module_ref.endswith(".py") or "/" in module_ref:
+            candidates.append((base / module_ref).parent)
+    for path in candidates:
+        path = path.resolve()
+        if path.is_dir() and not any(d == path or d in path.parents for d in dirs):
+            dirs.add(path)
+    return sorted(str(d) for d in dirs)
+
+
+def _watch_excludes(dirs: list[str]) -> list[str]:
+    names = [DATA_DIR, ".venv", "venv", ".git", "node_modules", "__pycache__", ".mypy_cache"]
+    return [str(Path(d) / name) for d in dirs for name in names if (Path(d) / name).is_dir()]
+
+
+def _banner(command: str, settings: Settings) -> None:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(
+        f"threadline {command}: graphs {', '.join(settings.config.graphs)} "
+        f"from {settings.config_path}\n"
+        f"  API:      http://{host}:{settings.port}\n"
+        f"  database: {settings.sqlite_path}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+class _Server(uvicorn.Server):
+    """Ends open event streams as soon as shutdown starts, so they do not hold it up."""
+
+    def __init__(self, config: uvicorn.Config, broker: Broker) -> None:
+        super().__init__(config)
+        self.broker = broker
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.broker.end_subscriptions()
+        await super().shutdown(sockets)
 
 
 def _serve(args: argparse.Namespace, settings: Settings, reload: bool) -> int:
-    import uvicorn
-
     from threadline.app import create_app
     from threadline.graphs import GraphRegistry
 
+    # Fail fast, with the graph named, before binding the port. Under the reloader the
+    # served processes import the graphs again, so the environment `env` set is rolled back.
+    graphs = GraphRegistry(settings.config, settings.base_dir)
+    with _environment_restored() if reload else contextlib.nullcontext():
+        graphs.load_all()
     if not _port_is_free(settings.host, settings.port):
         print(
             f"threadline: port {settings.port} on {settings.host} is already in use; "
@@ -126,33 +306,43 @@ def _serve(args: argparse.Namespace, settings: Settings, reload: bool) -> int:
             file=sys.stderr,
         )
         return 1
-    graphs = GraphRegistry(settings.config, settings.base_dir)
-    graphs.load_all()  # fail fast, with the graph named, before binding the port
+    _prepare_data_dir(settings)
+    _banner(args.command, settings)
     common = {
         "host": settings.host,
         "port": settings.port,
         "log_level": args.log_level,
-        "timeout_graceful_shutdown": 30,
+        # Open SSE streams (a UI following a thread) hold graceful shutdown until this
+        # runs out; a reload should not wait for them. Runs are not HTTP requests: the
+        # worker stops afterwards and interrupted runs are recovered at the next start.
+        "timeout_graceful_shutdown": 1 if reload else 10,
         "access_log": False,
     }
     if reload:
         _export_settings(args, settings)
+        logging.getLogger("watchfiles").setLevel(logging.WARNING)
+        dirs = _watch_dirs(settings)
         uvicorn.run(
             "threadline.cli:app_from_environment",
             factory=True,
             reload=True,
-            reload_dirs=[str(settings.base_dir)],
-            reload_includes=["*.py", "*.json", ".env"],
-            reload_excludes=[".threadline/*"],
+            reload_dirs=dirs,
+            reload_includes=["*.py", "*.json", ".env", "*.env"],
+            reload_excludes=_watch_excludes(dirs),
             **common,
         )
     else:
-        uvicorn.run(create_app(settings, graphs), **common)
+        app = create_app(settings, graphs)
+        server = _Server(uvicorn.Config(app, **common), app.state.services.broker)
+        server.run()
     return 0
 
 
 def _migrate(settings: Settings) -> int:
     import asyncio
+
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     from threadline.storage.sqlite.database import SqliteDatabase
 
@@ -160,17 +350,18 @@ def _migrate(settings: Settings) -> int:
         db = SqliteDatabase(settings.sqlite_path)
         await db.open()
         await db.close()
+        async with aiosqlite.connect(settings.sqlite_path) as conn:
+            await AsyncSqliteSaver(conn).setup()
 
+    _prepare_data_dir(settings)
     asyncio.run(run())
-    print(f"threadline: database at {settings.database_uri} is up to date")
+    print(f"threadline: database {settings.sqlite_path} is up to date")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(args.log_level)
     try:
         settings = _settings_from(args)
         if args.command == "migrate":
@@ -179,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"threadline: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

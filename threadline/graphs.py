@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -43,12 +43,31 @@ def _is_local_dependency(dep: str) -> bool:
     return dep.startswith(_LOCAL_PREFIXES) or os.sep in dep or "/" in dep
 
 
+def dependency_paths(config: LanggraphConfig, base_dir: Path) -> list[Path]:
+    """The folders `dependencies` puts on sys.path: each local folder, and the `src/` of a
+    project (pyproject.toml or setup.py) laid out that way. Package names are skipped."""
+    paths: list[Path] = []
+    for dep in config.dependencies:
+        if not _is_local_dependency(dep):
+            continue
+        dep_path = (base_dir / dep).expanduser().resolve()
+        if not dep_path.is_dir():
+            raise ConfigError(
+                f"dependency {dep!r} in langgraph.json: directory not found: {dep_path}"
+            )
+        paths.append(dep_path)
+        src = dep_path / "src"
+        is_project = (dep_path / "pyproject.toml").is_file() or (dep_path / "setup.py").is_file()
+        if is_project and src.is_dir():
+            paths.append(src)
+    return paths
+
+
 def prepare_environment(config: LanggraphConfig, base_dir: Path) -> None:
     """Apply `env` and put `dependencies` on sys.path, before any graph is imported.
 
-    Variables already set in the environment win over `env`. A local dependency
-    directory goes on sys.path; if it is a project with a `src/` layout, `src/` does too.
-    Other dependencies (package names) must already be installed.
+    Variables already set in the environment win over `env`. Other dependencies than
+    local folders (package names) must already be installed.
     """
     env = config.env
     if isinstance(env, str):
@@ -60,22 +79,9 @@ def prepare_environment(config: LanggraphConfig, base_dir: Path) -> None:
         values = dict(env or {})
     for key, value in values.items():
         os.environ.setdefault(key, value)
-    for dep in config.dependencies:
-        if not _is_local_dependency(dep):
-            continue
-        dep_path = (base_dir / dep).expanduser().resolve()
-        if not dep_path.is_dir():
-            raise ConfigError(
-                f"dependency {dep!r} in langgraph.json: directory not found: {dep_path}"
-            )
-        paths = [dep_path]
-        src = dep_path / "src"
-        is_project = (dep_path / "pyproject.toml").is_file() or (dep_path / "setup.py").is_file()
-        if is_project and src.is_dir():
-            paths.append(src)
-        for path in reversed(paths):
-            if str(path) not in sys.path:
-                sys.path.insert(0, str(path))
+    for path in reversed(dependency_paths(config, base_dir)):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
 
 
 @dataclass
@@ -94,21 +100,19 @@ def _is_file_reference(module_ref: str) -> bool:
     return module_ref.endswith(".py") or "/" in module_ref or os.sep in module_ref
 
 
-def _dotted_name(file_path: Path) -> str | None:
-    """The module name `file_path` has when imported from sys.path, if it is importable.
+def _dotted_name(file_path: Path, roots: list[Path]) -> str | None:
+    """The module name of `file_path` inside a dependency folder, if it is importable.
 
-    Importing by name keeps one module per file (two graphs from one file share it) and
-    lets the file use relative imports inside its package.
+    Importing by name keeps one module per file (two graphs from one file share it), lets
+    the file use relative imports inside its package, and gives its classes a module
+    path that can be imported again (as deserialising checkpoints may need).
     """
     if not re.fullmatch(r"[A-Za-z_]\w*\.py", file_path.name):
         return None
-    for entry in sys.path:
-        if not entry:
-            continue
+    for root in roots:
         try:
-            root = Path(entry).resolve()
             relative = file_path.relative_to(root)
-        except (OSError, ValueError):
+        except ValueError:
             continue
         parts = [*relative.parent.parts, relative.stem]
         if relative.stem == "__init__":
@@ -142,8 +146,9 @@ def _cause_location(exc: BaseException, file_path: Path | None, base_dir: Path) 
 class _Importer:
     """Imports the modules graphs live in, once per file."""
 
-    def __init__(self, base_dir: Path) -> None:
+    def __init__(self, base_dir: Path, roots: list[Path]) -> None:
         self.base_dir = base_dir
+        self.roots = roots
         self.modules: dict[Path, ModuleType] = {}
 
     def load(self, graph_id: str, location: str) -> Any:
@@ -163,7 +168,8 @@ class _Importer:
         except GraphLoadError:
             raise
         except BaseException as exc:
-            if isinstance(exc, ModuleNotFoundError) and exc.name == module_ref:
+            missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+            if missing and (module_ref == missing or module_ref.startswith(f"{missing}.")):
                 raise GraphLoadError(
                     f"graph {graph_id!r}: module {module_ref!r} not found; is it installed, "
                     "or is its folder listed in 'dependencies'?"
@@ -189,7 +195,7 @@ class _Importer:
     def _import_file(self, file_path: Path) -> ModuleType:
         if file_path in self.modules:
             return self.modules[file_path]
-        dotted = _dotted_name(file_path)
+        dotted = _dotted_name(file_path, self.roots)
         if dotted is not None:
             module = importlib.import_module(dotted)
             if module.__file__ and Path(module.__file__).resolve() == file_path:
@@ -241,8 +247,8 @@ def _check_target(graph_id: str, location: str, target: Any) -> Any:
             )
         return target
     raise GraphLoadError(
-        f"graph {graph_id!r} ({location}) is a {type(target).__name__}, "
-        "not a compiled graph, a StateGraph or a factory function"
+        f"graph {graph_id!r} ({location}) is not a graph: got {type(target).__name__}, "
+        "expected a compiled graph, a StateGraph or a factory function"
     )
 
 
@@ -292,7 +298,7 @@ class GraphRegistry:
     def load_all(self) -> None:
         """Import every graph; raises GraphLoadError naming the graph, file and cause."""
         prepare_environment(self._config, self._base_dir)
-        importer = _Importer(self._base_dir)
+        importer = _Importer(self._base_dir, dependency_paths(self._config, self._base_dir))
         for graph_id, entry in self._config.graphs.items():
             target = importer.load(graph_id, entry.path)
             target = _check_target(graph_id, entry.path, target)
@@ -312,7 +318,7 @@ class GraphRegistry:
     async def graph(
         self,
         graph_id: str,
-        config: RunnableConfig,
+        config: RunnableConfig | Mapping[str, Any],
         *,
         checkpointer: Any = None,
         store: Any = None,
@@ -340,7 +346,7 @@ class GraphRegistry:
                         else:
                             access_context = "assistants.read"
                     runtime = _server_runtime(access_context, store, context)
-                target = await self._build(spec, config, runtime, stack)
+                target = await self._build(spec, cast(RunnableConfig, config), runtime, stack)
             yield target.copy(update={"checkpointer": checkpointer, "store": store})
 
     async def _build(

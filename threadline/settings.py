@@ -85,7 +85,7 @@ class StoreIndexConfig(_Section):
 class StoreTTLConfig(_Section):
     refresh_on_read: bool = True
     default_ttl: float | None = Field(default=None, ge=0)
-    sweep_interval_minutes: int | None = Field(default=None, gt=0)
+    sweep_interval_minutes: float | None = Field(default=None, gt=0)
 
 
 class StoreConfig(_Section):
@@ -95,7 +95,7 @@ class StoreConfig(_Section):
 
 class CheckpointerTTLConfig(_Section):
     strategy: Literal["delete"] = "delete"
-    sweep_interval_minutes: int | None = Field(default=None, gt=0)
+    sweep_interval_minutes: float | None = Field(default=None, gt=0)
     default_ttl: float | None = Field(default=None, ge=0)
 
 
@@ -214,8 +214,6 @@ def load_langgraph_config(path: Path) -> LanggraphConfig:
         raise ConfigError(
             f"config file not found: {path} (pass --config path/to/langgraph.json)"
         ) from exc
-    except IsADirectoryError as exc:
-        raise ConfigError(f"config path is a directory, not a file: {path}") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
@@ -229,6 +227,35 @@ def load_langgraph_config(path: Path) -> LanggraphConfig:
         return LanggraphConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path} is invalid:\n{_format_validation_error(exc)}") from exc
+
+
+# Sections whose meaning this version cannot honour. Starting anyway would silently serve
+# something other than what langgraph.json asks for (an open API instead of custom auth,
+# say), so start-up stops instead. Remove an entry when the feature lands.
+UNSUPPORTED: list[tuple[str, str]] = [
+    ("auth.path", "custom authentication"),
+    ("http.app", "custom routes and middleware"),
+    ("checkpointer.path", "a custom checkpointer"),
+    ("store.index", "semantic search in the store"),
+]
+
+
+def _lookup(config: BaseModel, dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
+
+
+def refuse_unsupported(config: LanggraphConfig, path: Path) -> None:
+    for dotted, feature in UNSUPPORTED:
+        if _lookup(config, dotted) is not None:
+            raise ConfigError(
+                f"{path}: '{dotted}' ({feature}) is not supported yet in this version of "
+                "Threadline; remove it to start without it"
+            )
 
 
 def _env(*names: str) -> str | None:
@@ -320,7 +347,10 @@ class Settings:
         graph_isolation: str | None = None,
     ) -> Settings:
         path = Path(config_path).expanduser().resolve()
+        if path.is_dir():
+            path = path / "langgraph.json"
         config = load_langgraph_config(path)
+        refuse_unsupported(config, path)
         raw_uri = (
             database_uri or _env("THREADLINE_DATABASE_URI", "DATABASE_URI") or DEFAULT_DATABASE_URI
         )

@@ -43,6 +43,11 @@ class Broker(abc.ABC):
     async def stop(self) -> None: ...
 
     @abc.abstractmethod
+    async def end_subscriptions(self) -> None:
+        """End every open subscription of this process, so streaming responses finish
+        and shutdown is not held up; clients reconnect with Last-Event-ID."""
+
+    @abc.abstractmethod
     async def publish(self, stream: str, event: str, data: bytes) -> str:
         """Append an event; returns its id."""
 

@@ -42,6 +42,12 @@ class LocalBroker(Broker):
     async def stop(self) -> None:
         if self._reaper:
             self._reaper.cancel()
+        await self.end_subscriptions()
+
+    async def end_subscriptions(self) -> None:
+        for state in self._streams.values():
+            for queue in state.subscribers:
+                queue.put_nowait(StreamEvent(f"{2**62}-0", END_OF_STREAM, b""))
 
     async def _reap_forever(self) -> None:
         while True:
@@ -79,14 +85,7 @@ class LocalBroker(Broker):
         for queue in state.subscribers:
             queue.put_nowait(end)
 
-    async def reopen_stream(self, stream: str) -> None:
-        """A run that is retried streams on; its earlier end marker is dropped."""
-        state = self._streams.get(stream)
-        if state is not None and state.closed_at is not None:
-            state.closed_at = None
-            state.log = deque((e for e in state.log if not e.is_end), maxlen=state.log.maxlen)
-
-    async def subscribe(  # type: ignore[override]
+    async def subscribe(
         self, stream: str, last_event_id: str | None = None, *, replay: bool = True
     ) -> AsyncIterator[StreamEvent]:
         state = self._stream(stream)
@@ -95,7 +94,9 @@ class LocalBroker(Broker):
         try:
             if last_event_id is not None or replay:
                 after = (
-                    parse_event_id(last_event_id) if last_event_id not in (None, "-1") else (-1, -1)
+                    parse_event_id(last_event_id)
+                    if last_event_id is not None and last_event_id != "-1"
+                    else (-1, -1)
                 )
                 backlog = [e for e in state.log if parse_event_id(e.id) > after]
             else:
@@ -124,7 +125,7 @@ class LocalBroker(Broker):
         for queue in self._listeners.get(channel, ()):
             queue.put_nowait(message)
 
-    async def listen(self, channel: str) -> AsyncIterator[str]:  # type: ignore[override]
+    async def listen(self, channel: str) -> AsyncIterator[str]:
         queue: asyncio.Queue[str] = asyncio.Queue()
         self._listeners[channel].add(queue)
         try:

@@ -215,7 +215,12 @@ class Worker:
                 # A retried run continues from its last checkpoint, not from its input.
                 resumed = {**run, "kwargs": {**kwargs, "input": None, "command": None}}
             async with graphs.graph(
-                graph_id, config, checkpointer=checkpointer, store=store
+                graph_id,
+                config,
+                checkpointer=checkpointer,
+                store=store,
+                access_context="threads.create_run",
+                context=kwargs.get("context") or None,
             ) as graph:
                 return await executor.execute(graph, resumed, attempt, emit)
 

@@ -27,7 +27,7 @@ STATUS_BY_ERROR: dict[type[errors.ThreadlineError], int] = {
 def _status_for(exc: errors.ThreadlineError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+            return STATUS_BY_ERROR[cls]
     return 400
 
 
