@@ -14,6 +14,7 @@ from typing import Any
 
 import langgraph.version
 from langchain_core.messages import BaseMessage, BaseMessageChunk, message_chunk_to_message
+from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 from langgraph.types import Command, Send
 
@@ -183,11 +184,13 @@ async def _chunks(
     mapper: _EventMapper,
 ) -> AsyncIterator[tuple[tuple[str, ...], str, Any]]:
     """(namespace, mode, chunk) triples; in `events` mode, the events are emitted on the way."""
+    # the options are built at run time, so no overload of astream can be picked statically
+    runnable: Any = graph
     if "events" not in mapper.requested:
-        async for item in graph.astream(graph_input, config, **options):
+        async for item in runnable.astream(graph_input, config, **options):
             yield _triple(item)
         return
-    async for event in graph.astream_events(graph_input, config, version="v2", **options):
+    async for event in runnable.astream_events(graph_input, config, version="v2", **options):
         is_root = not event.get("parent_ids")
         if is_root and event["event"] == "on_chain_stream":
             yield _triple(event["data"]["chunk"])
@@ -235,7 +238,15 @@ async def execute(
     except Exception as exc:
         error = error_payload(exc)
         emit("error", dumps(error))
-    return await _final_state(graph, run, error)
+    try:
+        return await _final_state(graph, run, error)
+    except Exception as exc:
+        # The saved state cannot be read back (say, writes that conflict): the run fails,
+        # with one `error` event whichever way it failed first.
+        if error is None:
+            error = error_payload(exc)
+            emit("error", dumps(error))
+        return Execution("error", {"__error__": error}, error=error)
 
 
 class UnknownInterruptError(Exception):
@@ -268,7 +279,9 @@ def _durability(kwargs: dict[str, Any]) -> str | None:
 
 
 async def _final_state(graph: Pregel, run: Row, error: dict[str, str] | None) -> Execution:
-    state_config = {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+    state_config: RunnableConfig = {
+        "configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}
+    }
     snapshot = await graph.aget_state(state_config)
     values = to_jsonable(snapshot.values) if snapshot.values is not None else {}
     interrupts: dict[str, Any] = {}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -10,15 +13,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from threadline.broker.base import StreamEvent
-from threadline.core.errors import Conflict, InvalidInput, NotFound
+from threadline.core.errors import Conflict, InvalidInput, NotFound, ThreadlineError
 from threadline.core.webhooks import validate_webhook
 from threadline.ids import is_uuid, new_id, system_assistant_id
-from threadline.serialization import utcnow
+from threadline.serialization import dumps, utcnow
 from threadline.storage.database import Row
 from threadline.storage.runs import TERMINAL
 
 if TYPE_CHECKING:
     from threadline.core.services import Services
+
+logger = logging.getLogger("threadline.runs")
 
 WAKE_CHANNEL = "runs:wake"
 BUSY_THREAD = (
@@ -190,15 +195,29 @@ def run_metadata(assistant: Row, request: RunRequest) -> dict[str, Any]:
     }
 
 
+async def check_request(services: Services, request: RunRequest) -> Row:
+    """Everything about a request that can be refused before anything is written; returns
+    the assistant."""
+    assistant = await resolve_assistant(services, request.assistant_id)
+    if request.webhook:
+        await validate_webhook(request.webhook, services.settings.config.webhooks)
+    return assistant
+
+
+async def create_stateless_batch(services: Services, requests: list[RunRequest]) -> list[Row]:
+    """Stateless runs, all or none: every item is checked before the first is created."""
+    for request in requests:
+        await check_request(services, request)
+    return [await create_run(services, None, request) for request in requests]
+
+
 async def create_run(services: Services, thread_id: str | None, request: RunRequest) -> Row:
     """Insert a run on `thread_id`, or on a new temporary thread when it is None.
 
     The multitask contract: `reject` raises Conflict when the thread has an active run and
     inserts nothing; `enqueue` inserts and the claim keeps one run per thread at a time.
     """
-    assistant = await resolve_assistant(services, request.assistant_id)
-    if request.webhook:
-        await validate_webhook(request.webhook, services.settings.config.webhooks)
+    assistant = await check_request(services, request)
     now = utcnow()
     run_id = new_id()
     temporary = thread_id is None
@@ -278,6 +297,60 @@ class RunOutcome:
     output: Any
 
 
+# A waiter also looks at the run row whenever the run's stream stays quiet this long
+# (doubling up to the maximum). A run settled without an end marker (a pending run that
+# was cancelled or deleted), or a finished run whose stream is no longer retained, then
+# gets its end marker here, so that nobody waits for it forever. A run's events are all
+# published before its row says it is over, so this can only end a stream, never cut one.
+QUIET_CHECK_FIRST_SECONDS = 0.25
+QUIET_CHECK_MAX_SECONDS = 5.0
+
+
+async def _until_settled(
+    services: Services, run_id: str, events: AsyncIterator[StreamEvent]
+) -> AsyncIterator[StreamEvent]:
+    """`events` up to the end marker, which a watcher supplies when the run is over (or
+    gone) and its stream has none."""
+    loop = asyncio.get_running_loop()
+    last_event = [loop.time()]
+
+    async def watch() -> None:
+        interval = QUIET_CHECK_FIRST_SECONDS
+        while True:
+            await asyncio.sleep(max(0.0, last_event[0] + interval - loop.time()))
+            if loop.time() - last_event[0] < interval:
+                continue
+            try:
+                run = await services.runs.get(run_id)
+            except Exception:  # the database is busy or away: look again later
+                logger.exception("checking on run %s failed", run_id)
+                interval = min(interval * 2, QUIET_CHECK_MAX_SECONDS)
+                continue
+            if run is None or run["status"] in TERMINAL:
+                final = (
+                    b""
+                    if run is None
+                    else dumps({"status": run["status"], "output": run["output"]})
+                )
+                await services.broker.close_stream(run_stream(run_id), final)
+                return
+            interval = min(interval * 2, QUIET_CHECK_MAX_SECONDS)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        async for event in events:
+            last_event[0] = loop.time()
+            yield event
+            if event.is_end:
+                return
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        with contextlib.suppress(Exception):
+            await events.aclose()  # type: ignore[attr-defined]
+
+
 def _outcome_from_end(event: StreamEvent) -> RunOutcome | None:
     if not event.data:
         return None
@@ -286,30 +359,43 @@ def _outcome_from_end(event: StreamEvent) -> RunOutcome | None:
 
 
 async def wait_for_run(services: Services, run_id: str) -> RunOutcome | None:
-    """Block until the run ends; None when the run does not exist (any more)."""
-    events = services.broker.subscribe(run_stream(run_id), replay=False)
-    try:
-        run = await services.runs.get(run_id)
-        if run is None or run["status"] in TERMINAL:
-            if run is not None:
-                return RunOutcome(run["status"], run["output"])
-            # A stateless run may have deleted its rows already; its end marker says how
-            # it went for as long as the stream is retained.
-            async for event in services.broker.subscribe(run_stream(run_id), "-1"):
-                if event.is_end:
-                    return _outcome_from_end(event)
-            return None
-        async for event in events:
-            if event.is_end:
-                return _outcome_from_end(event) or await _outcome_from_row(services, run_id)
-        return None
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
+    """Block until the run ends; None when the run does not exist (any more).
 
-
-async def _outcome_from_row(services: Services, run_id: str) -> RunOutcome | None:
+    A cancelled run has no output of its own; its outcome carries the thread's values.
+    """
     run = await services.runs.get(run_id)
-    return RunOutcome(run["status"], run["output"]) if run else None
+    thread_id = run["thread_id"] if run is not None else None
+    outcome: RunOutcome | None = None
+    if run is None or run["status"] not in TERMINAL:
+        # Without a row (a stateless run deletes its thread, and the run with it) the
+        # retained stream's end marker still says how the run went.
+        events = services.broker.subscribe(
+            run_stream(run_id), "-1" if run is None else None, replay=run is None
+        )
+        async for event in _until_settled(services, run_id, events):
+            if event.is_end:
+                outcome = _outcome_from_end(event)
+        if outcome is None:
+            run = await services.runs.get(run_id)
+    if outcome is None:
+        if run is None:
+            return None
+        outcome = RunOutcome(run["status"], run["output"])
+    if outcome.status == "interrupted" and outcome.output is None:
+        outcome.output = await _thread_values(services, thread_id)
+    return outcome
+
+
+async def _thread_values(services: Services, thread_id: str | None) -> Any:
+    if thread_id is None:
+        return {}
+    from threadline.core.state import read_state
+
+    try:
+        state = await read_state(services, thread_id)
+    except ThreadlineError:
+        return {}
+    return state.get("values") or {}
 
 
 async def stream_run(
@@ -320,5 +406,6 @@ async def stream_run(
     replay: bool,
 ) -> AsyncIterator[StreamEvent]:
     """The run's events after `last_event_id`, then live ones, ending with the end marker."""
-    async for event in services.broker.subscribe(run_stream(run_id), last_event_id, replay=replay):
+    events = services.broker.subscribe(run_stream(run_id), last_event_id, replay=replay)
+    async for event in _until_settled(services, run_id, events):
         yield event

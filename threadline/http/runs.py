@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Body, Header, Query, Request
 from starlette.responses import Response
@@ -16,7 +18,12 @@ from threadline.core.services import Services
 from threadline.http.deferred import DeferredJSONResponse
 from threadline.http.ids import require_uuid
 from threadline.http.responses import JSONResponse, json_response, no_content
-from threadline.http.schemas.runs import RunCancelBulk, RunCreateStateful, RunCreateStateless
+from threadline.http.schemas.runs import (
+    RunCancelBulk,
+    RunCreateStateful,
+    RunCreateStateless,
+    StreamMode,
+)
 from threadline.http.sse import EventStreamResponse
 from threadline.storage.database import Row
 
@@ -33,6 +40,7 @@ RUN_FIELDS = (
     "multitask_strategy",
     "created_at",
     "updated_at",
+    "langsmith_session_name",  # always null: Threadline does not trace to LangSmith
 )
 
 
@@ -46,6 +54,9 @@ def run_json(run: Row, select: list[str] | None = None) -> dict[str, Any]:
     body = {field: run.get(field) for field in fields}
     if "kwargs" in body and body["kwargs"] is not None:
         body["kwargs"] = {k: v for k, v in body["kwargs"].items() if k != "on_completion"}
+    for field in ("created_at", "updated_at"):
+        if isinstance(value := body.get(field), datetime.datetime):
+            body[field] = value.isoformat(timespec="microseconds")
     return body
 
 
@@ -71,6 +82,27 @@ def _locations(run: Row, *, stateless_run: bool, suffix: str) -> dict[str, str]:
     if suffix:
         headers["Location"] = f"{base}/{suffix}"
     return headers
+
+
+_EVENT_ID = re.compile(r"-1|\d+(-\d+)?")
+
+
+def _event_id(last_event_id: str | None) -> str | None:
+    """A `Last-Event-ID` header: an id this server sent (`<ms>-<seq>`), or "-1" for all."""
+    value = (last_event_id or "").strip()
+    if not value:
+        return None
+    if not _EVENT_ID.fullmatch(value):
+        raise InvalidInput(f"Invalid Last-Event-ID: {value!r}")
+    return value
+
+
+def _join_modes(stream_mode: list[str] | None) -> list[str] | None:
+    """The joiner's modes. The SDK sends `stream_mode=` (empty) when it has none."""
+    modes = [m for m in stream_mode or [] if m]
+    if unknown := sorted(set(modes) - set(get_args(StreamMode))):
+        raise InvalidInput(f"Unknown stream_mode: {', '.join(unknown)}")
+    return modes or None
 
 
 def _mode_of(event: str) -> str:
@@ -129,8 +161,8 @@ def _wait_response(
 ) -> DeferredJSONResponse:
     async def body() -> Any:
         outcome = await core.wait_for_run(services, run["run_id"])
-        if outcome is None:
-            return None
+        if outcome is None:  # the run was deleted meanwhile; the reference's join says so
+            return {"__error__": {"error": "HTTPException", "message": "404: Run not found"}}
         return outcome.output
 
     async def cancel() -> None:
@@ -239,12 +271,13 @@ async def join_run_stream(
     services = _services(request)
     thread_id = require_uuid(thread_id, "thread")
     run = await core.get_run(services, thread_id, require_uuid(run_id, "run"))
+    last_event_id = _event_id(last_event_id)
     return _stream_response(
         services,
         run,
         last_event_id=last_event_id,
         replay=last_event_id is not None,
-        modes=stream_mode,
+        modes=_join_modes(stream_mode),
         cancel_on_disconnect=cancel_on_disconnect,
         headers={},
     )
@@ -328,11 +361,8 @@ async def wait_stateless_run(body: RunCreateStateless, request: Request) -> Any:
 async def batch_runs(
     request: Request, body: Annotated[list[RunCreateStateless], Body(min_length=1)]
 ) -> Response:
-    services = _services(request)
     requests = [_to_request(item, request) for item in body]
-    for item in requests:  # validate every item before creating any
-        await core.resolve_assistant(services, item.assistant_id)
-    runs = [await core.create_run(services, None, item) for item in requests]
+    runs = await core.create_stateless_batch(_services(request), requests)
     return json_response([run_json(run) for run in runs])
 
 
@@ -356,12 +386,13 @@ async def join_stateless_stream(
     services = _services(request)
     run_id = require_uuid(run_id, "run")
     run = await services.runs.get(run_id) or {"run_id": run_id, "thread_id": None}
+    last_event_id = _event_id(last_event_id)
     return _stream_response(
         services,
         run,
         last_event_id=last_event_id,
         replay=last_event_id is not None,
-        modes=stream_mode,
+        modes=_join_modes(stream_mode),
         cancel_on_disconnect=False,
         headers={},
     )
@@ -394,6 +425,7 @@ async def stream_thread(
     modes = set(stream_modes or ["run_modes"])
     if unknown := modes - set(THREAD_STREAM_MODES):
         raise InvalidInput(f"Unknown stream_modes: {', '.join(sorted(unknown))}")
+    last_event_id = _event_id(last_event_id)
     events = services.broker.subscribe(
         core.thread_stream(thread_id), last_event_id, replay=last_event_id is not None
     )

@@ -51,16 +51,21 @@ class EventStreamResponse(Response):
         self.on_disconnect = on_disconnect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(k.encode(), v.encode()) for k, v in self.extra_headers.items()],
-            }
-        )
-        pump = asyncio.create_task(self._pump(send))
+        started = asyncio.Event()
+        pump = asyncio.create_task(self._pump(send, started))
+        # One turn of the loop lets the pump subscribe to the events before the client
+        # learns that the stream is open: a run it starts next cannot slip by unseen.
+        await asyncio.sleep(0)
         watch = asyncio.create_task(_wait_for_disconnect(receive))
         try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(k.encode(), v.encode()) for k, v in self.extra_headers.items()],
+                }
+            )
+            started.set()
             done, _ = await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (pump, watch):
@@ -75,13 +80,14 @@ class EventStreamResponse(Response):
         elif self.on_disconnect is not None:
             await self.on_disconnect()
 
-    async def _pump(self, send: Send) -> None:
+    async def _pump(self, send: Send, started: asyncio.Event) -> None:
         lock = asyncio.Lock()
-        beat = asyncio.create_task(self._beat(send, lock))
+        beat = asyncio.create_task(self._beat(send, lock, started))
         try:
             async for event in self.events:
                 if event.is_end:
                     return
+                await started.wait()
                 async with lock:
                     await send(
                         {
@@ -94,7 +100,8 @@ class EventStreamResponse(Response):
         finally:
             beat.cancel()
 
-    async def _beat(self, send: Send, lock: asyncio.Lock) -> None:
+    async def _beat(self, send: Send, lock: asyncio.Lock, started: asyncio.Event) -> None:
+        await started.wait()
         loop = asyncio.get_running_loop()
         self._last_send = loop.time()
         while True:

@@ -20,6 +20,10 @@ StreamMode = Literal[
 MultitaskStrategy = Literal["reject", "rollback", "interrupt", "enqueue"]
 
 
+def _default_modes() -> list[StreamMode]:
+    return ["values"]
+
+
 class CheckpointConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     thread_id: str | None = None
@@ -61,7 +65,7 @@ class _RunCreateBase(BaseModel):
     webhook: str | None = None
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None
-    stream_mode: StreamMode | list[StreamMode] = Field(default_factory=lambda: ["values"])
+    stream_mode: StreamMode | list[StreamMode] = Field(default_factory=_default_modes)
     stream_subgraphs: bool = False
     stream_resumable: bool = False
     feedback_keys: list[str] | None = None
