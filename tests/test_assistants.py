@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +25,7 @@ from langgraph_sdk.errors import (
     UnprocessableEntityError,
 )
 
-from tests.serverproc import ServerProcess
+from tests.serverproc import GRAPHS_CONFIG, ServerProcess
 from threadline.ids import system_assistant_id
 
 ASSISTANT_KEYS = {
@@ -43,20 +44,7 @@ VERSION_KEYS = ASSISTANT_KEYS - {"updated_at"}
 SCHEMA_KEYS = {"input_schema", "output_schema", "state_schema", "config_schema", "context_schema"}
 ECHO_ID = "046b5dc7-2108-582c-9c6c-31d556d138f0"  # the reference's id for graph "echo"
 MISSING = "00000000-0000-0000-0000-000000000000"
-GRAPHS = [
-    "blocking",
-    "blocking_async",
-    "chat",
-    "config_echo",
-    "custom",
-    "echo",
-    "factory",
-    "factory_async",
-    "fail",
-    "hitl",
-    "slow",
-    "sub",
-]
+GRAPHS = sorted(json.loads(GRAPHS_CONFIG.read_text())["graphs"])
 BOTH = (
     "Cannot specify both configurable and context. Prefer setting context alone. Context "
     "was introduced in LangGraph 0.6.0 and is the long term planned replacement for "

@@ -575,10 +575,6 @@ async def test_stateless_stream(client: LangGraphClient, http: httpx.AsyncClient
     assert [(e.id, e.data) for e in again] == [(e.id, e.data) for e in events[1:]]
 
 
-@pytest.mark.xfail(
-    reason="core/worker.py does not apply on_completion=delete to a cancelled run (reported)",
-    strict=False,
-)
 async def test_stateless_run_cancelled_by_disconnect_is_deleted(
     client: LangGraphClient, server: ServerProcess, http: httpx.AsyncClient
 ) -> None:
@@ -765,11 +761,6 @@ async def test_thread_stream_lifecycle(client: LangGraphClient, server: ServerPr
     ]
 
 
-@pytest.mark.xfail(
-    reason="nothing publishes state_update yet: core/threads.py update_state should publish "
-    "it on the thread's stream (reported)",
-    strict=False,
-)
 async def test_thread_stream_state_update(client: LangGraphClient, server: ServerProcess) -> None:
     thread_id = await new_thread(client)
     await client.runs.wait(thread_id, "echo", input=HUMAN)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from threadline.core.errors import NotFound
-from threadline.serialization import utcnow
+from threadline.core.runs import run_stream
+from threadline.serialization import dumps, utcnow
 from threadline.storage.checkpoints import CheckpointMaintenance
 from threadline.storage.database import Connection, Row
 
@@ -96,6 +97,13 @@ async def _settle_if_pending(services: Services, run: Row, action: str) -> bool:
         if not await services.runs.take_pending(conn, run["run_id"]):
             return False
     await settle_cancelled_run(services, run, action)
+    # threads.py builds on this module (deleting a thread cancels its runs)
+    from threadline.core.threads import delete_if_temporary
+
+    await delete_if_temporary(services, run)
+    await services.broker.close_stream(
+        run_stream(run["run_id"]), dumps({"status": "interrupted", "output": None})
+    )
     return True
 
 
@@ -137,8 +145,12 @@ async def delete_run(services: Services, thread_id: str, run_id: str) -> None:
     run = await services.runs.get(run_id, thread_id)
     if run is None:
         raise NotFound("Run not found")
-    if run["status"] in ("pending", "running"):
-        await _cancel(services, run, "interrupt")
+    async with services.db.transaction() as conn:
+        was_pending = await services.runs.take_pending(conn, run_id)
+    if run["status"] == "running" or (run["status"] == "pending" and not was_pending):
+        await _cancel(services, run, "interrupt")  # its worker stops it
     async with services.db.transaction() as conn:
         await services.runs.delete(conn, run_id)
         await refresh_thread_status(services, conn, thread_id, utcnow())
+    if was_pending:  # no worker will end its stream; waiters learn it is gone
+        await services.broker.close_stream(run_stream(run_id))

@@ -15,7 +15,7 @@ from langgraph.types import Command, Send, StateSnapshot, StateUpdate
 
 from threadline.core.cancel import signal_cancelled
 from threadline.core.errors import BadRequest, Conflict, InvalidInput, NotFound
-from threadline.core.runs import wait_for_run
+from threadline.core.runs import thread_stream, wait_for_run
 from threadline.core.state import (
     graph_id_of,
     no_graph_error,
@@ -27,7 +27,7 @@ from threadline.core.state import (
     thread_summary_from_snapshot,
 )
 from threadline.ids import is_uuid, new_id
-from threadline.serialization import utcnow
+from threadline.serialization import dumps, utcnow
 from threadline.storage.database import Row
 
 if TYPE_CHECKING:
@@ -163,6 +163,13 @@ async def delete_thread_and_checkpoints(services: Services, thread_id: str) -> b
     deleted = await services.threads.delete(thread_id)
     await services.checkpointer.adelete_thread(thread_id)
     return deleted
+
+
+async def delete_if_temporary(services: Services, run: Row) -> None:
+    """A stateless run's thread goes with it unless the run asked to keep it."""
+    kwargs = run["kwargs"]
+    if kwargs.get("temporary") and (kwargs.get("on_completion") or "delete") == "delete":
+        await delete_thread_and_checkpoints(services, run["thread_id"])
 
 
 async def delete_thread(services: Services, thread_id: str) -> None:
@@ -417,6 +424,7 @@ async def update_state(
             )
         snapshot = await graph.aget_state(state_config(thread_id))
     await _store_summary(services, thread_id, snapshot)
+    await _announce_state(services, thread_id, snapshot)
     configurable = config["configurable"]
     written = {
         "thread_id": configurable.get("thread_id", thread_id),
@@ -428,6 +436,15 @@ async def update_state(
         "configurable": dict(written),
         "checkpoint_id": written["checkpoint_id"],
     }
+
+
+async def _announce_state(services: Services, thread_id: str, snapshot: StateSnapshot) -> None:
+    """Followers of the thread's stream (`state_update` mode) see the new state."""
+    stream = thread_stream(thread_id)
+    if await services.broker.has_subscribers(stream):
+        await services.broker.publish(
+            stream, "state_update", dumps({"state": snapshot_to_json(snapshot)})
+        )
 
 
 def _before_config(

@@ -16,7 +16,7 @@ from threadline.core import executor
 from threadline.core.cancel import CANCEL_CHANNEL, settle_cancelled_run
 from threadline.core.graph_loop import GraphLoop, emitter
 from threadline.core.runs import WAKE_CHANNEL, run_stream, thread_stream
-from threadline.core.threads import delete_thread_and_checkpoints
+from threadline.core.threads import delete_if_temporary
 from threadline.ids import new_id
 from threadline.serialization import dumps, utcnow
 from threadline.storage.database import Row
@@ -180,7 +180,9 @@ class Worker:
                 if action is None:  # shutting down: leave it for the next process
                     await publisher.close(None)
                     raise
-                await self._finish_cancelled(run, action, publisher)
+                await settle_cancelled_run(self.services, run, action)
+                await self._after_finish(run)
+                await publisher.close({"status": "interrupted", "output": None})
                 return
             except Exception as exc:
                 logger.exception("run %s failed outside the graph", run_id)
@@ -192,8 +194,9 @@ class Worker:
                 )
             await publisher.drain()
             await self._finish(run, result)
-            await publisher.close({"status": result.status, "output": result.output})
             await self._after_finish(run)
+            # last, so that whoever sees the end finds the run's effects complete
+            await publisher.close({"status": result.status, "output": result.output})
         finally:
             self.active.pop(run_id, None)
             self._wake.set()
@@ -242,14 +245,11 @@ class Worker:
                     "error": result.error,
                     "updated_at": now,
                     "state_updated_at": now,
-                    "config": {"configurable": _public_configurable(run)},
+                    # as the reference: the thread's configurable is the run's context
+                    "config": {"configurable": run["kwargs"].get("context") or {}},
                 },
                 conn,
             )
-
-    async def _finish_cancelled(self, run: Row, action: str, publisher: _Publisher) -> None:
-        await settle_cancelled_run(self.services, run, action)
-        await publisher.close({"status": "interrupted", "output": None})
 
     async def _after_finish(self, run: Row) -> None:
         if await self.services.broker.has_subscribers(thread_stream(run["thread_id"])):
@@ -258,9 +258,7 @@ class Worker:
                 "metadata",
                 dumps({"status": "run_done", "run_id": run["run_id"]}),
             )
-        kwargs = run["kwargs"]
-        if kwargs.get("temporary") and (kwargs.get("on_completion") or "delete") == "delete":
-            await delete_thread_and_checkpoints(self.services, run["thread_id"])
+        await delete_if_temporary(self.services, run)
 
 
 async def _wrote_checkpoint(checkpointer: Any, run: Row) -> bool:
@@ -268,11 +266,6 @@ async def _wrote_checkpoint(checkpointer: Any, run: Row) -> bool:
         {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
     )
     return latest is not None and (latest.metadata or {}).get("run_id") == run["run_id"]
-
-
-def _public_configurable(run: Row) -> dict[str, Any]:
-    configurable = run["kwargs"]["config"].get("configurable") or {}
-    return {k: v for k, v in configurable.items() if not k.startswith("__")}
 
 
 class _Publisher:
