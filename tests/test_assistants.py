@@ -706,8 +706,8 @@ async def test_openapi_documents_assistant_bodies(http: httpx.AsyncClient) -> No
 
 
 @pytest.fixture
-async def own_server() -> AsyncIterator[ServerProcess]:
-    proc = ServerProcess(jobs=0).start()
+async def own_server(backend: str) -> AsyncIterator[ServerProcess]:
+    proc = ServerProcess(jobs=0, backend=backend).start()
     yield proc
     proc.stop()
 

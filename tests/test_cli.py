@@ -103,15 +103,14 @@ def test_busy_port_stops_with_a_message(command: str, busy_port: int, tmp_path: 
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
+        (["--redis-uri", "redis://localhost:6379"], {}, "Redis goes with the PostgreSQL"),
+        ([], {"REDIS_URI": "redis://localhost:6379"}, "Redis goes with the PostgreSQL"),
         (
-            ["--database-uri", "postgresql://u:p@localhost/db"],
+            ["--database-uri", "postgresql://x/y", "--redis-uri", "http://localhost"],
             {},
-            "PostgreSQL is not supported yet",
+            "unsupported Redis URI",
         ),
-        ([], {"DATABASE_URI": "postgres://localhost/db"}, "PostgreSQL is not supported yet"),
-        ([], {"THREADLINE_DATABASE_URI": "postgresql://x/y"}, "PostgreSQL is not supported yet"),
-        (["--redis-uri", "redis://localhost:6379"], {}, "Redis is not supported yet"),
-        ([], {"REDIS_URI": "redis://localhost:6379"}, "Redis is not supported yet"),
+        ([], {"THREADLINE_DB_POOL_SIZE": "0"}, "THREADLINE_DB_POOL_SIZE must be 1 or more"),
         (["--database-uri", "mysql://localhost/db"], {}, "unsupported database URI"),
         (["--jobs", "-1"], {}, "jobs must be 0 or more"),
         ([], {"N_JOBS_PER_WORKER": "many"}, "jobs must be an integer"),

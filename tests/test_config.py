@@ -133,7 +133,6 @@ def test_invalid_config(tmp_path: Path, config: dict[str, Any], expected: str) -
     [
         ({"auth": {"path": "./auth.py:auth"}}, "auth.path"),
         ({"http": {"app": "./app.py:app"}}, "http.app"),
-        ({"store": {"index": {"embed": "openai:embed", "dims": 3}}}, "store.index"),
     ],
 )
 def test_sections_not_supported_yet_stop_start_up(
@@ -204,8 +203,47 @@ def test_database_uri_forms(uri: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", ["postgresql://u@h/db", "postgres://h/db", "mysql://h/db", "sqlite:///:memory:"]
+    ("uri", "expected"),
+    [
+        ("postgresql://u:p@h:5432/db", "postgresql://u:p@h:5432/db"),
+        ("postgres://h/db", "postgresql://h/db"),
+        ("POSTGRESQL://h/db?sslmode=disable", "postgresql://h/db?sslmode=disable"),
+    ],
 )
+def test_postgres_uris(uri: str, expected: str) -> None:
+    assert resolve_database_uri(uri, Path("/base")) == expected
+
+
+@pytest.mark.parametrize("uri", ["mysql://h/db", "sqlite:///:memory:", "sqlite:"])
 def test_database_uris_refused(uri: str) -> None:
     with pytest.raises(ConfigError):
         resolve_database_uri(uri, Path("/base"))
+
+
+def test_postgres_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadline.settings import Settings
+
+    for name in (
+        "REDIS_URI",
+        "THREADLINE_REDIS_URI",
+        "THREADLINE_DB_POOL_SIZE",
+        "DATABASE_URI",
+        "THREADLINE_DATABASE_URI",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    path = write_config(tmp_path, {"graphs": {"g": "./g.py:graph"}})
+    settings = Settings.build(
+        path, database_uri="postgres://u:secret@db.local/app", redis_uri="redis://r:6379/1"
+    )
+    assert settings.backend == "postgres"
+    assert settings.database_uri == "postgresql://u:secret@db.local/app"
+    assert settings.redis_prefix == "threadline:app"
+    assert settings.database_label == "postgresql://u:***@db.local/app"
+    assert settings.db_pool_size == 10
+    with pytest.raises(ConfigError):
+        _ = settings.sqlite_path
+    monkeypatch.setenv("THREADLINE_DB_POOL_SIZE", "3")
+    assert Settings.build(path, database_uri="postgresql:///other").db_pool_size == 3
+    with pytest.raises(ConfigError, match="Redis goes with the PostgreSQL deployment only"):
+        Settings.build(path, redis_uri="redis://r:6379")
+    assert Settings.build(path).backend == "sqlite"

@@ -14,8 +14,8 @@ from tests.serverproc import ServerProcess
 
 
 @pytest.fixture
-def own_server() -> Iterator[ServerProcess]:
-    proc = ServerProcess().start()
+def own_server(backend: str) -> Iterator[ServerProcess]:
+    proc = ServerProcess(backend=backend).start()
     yield proc
     proc.stop()
 

@@ -633,8 +633,8 @@ async def test_stateless_stream_on_completion(
 
 
 @pytest.fixture(scope="module")
-def quick_heartbeat_server() -> Iterator[ServerProcess]:
-    proc = ServerProcess(env={"THREADLINE_SSE_HEARTBEAT_SECONDS": "0.1"}).start()
+def quick_heartbeat_server(backend: str) -> Iterator[ServerProcess]:
+    proc = ServerProcess(env={"THREADLINE_SSE_HEARTBEAT_SECONDS": "0.1"}, backend=backend).start()
     yield proc
     proc.stop()
 

@@ -8,9 +8,7 @@ is shared: every test tags what it creates with a unique metadata value and filt
 from __future__ import annotations
 
 import datetime
-import tempfile
 import uuid
-from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -625,9 +623,8 @@ async def test_prune_keep_latest(client: Client, http: httpx.AsyncClient) -> Non
 # --- durability -----------------------------------------------------------------------
 
 
-async def test_survives_restart() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="threadline-threads-"))
-    server = ServerProcess(database_uri=f"sqlite:///{tmp / 'threadline.db'}").start()
+async def test_survives_restart(backend: str) -> None:
+    server = ServerProcess(backend=backend).start()
     try:
         sdk: Client = get_client(url=server.url, api_key=None)
         thread = await echo_thread(sdk, kept="yes")

@@ -16,7 +16,7 @@ from tests.serverproc import GRAPHS_CONFIG, ServerProcess
 
 
 @pytest.fixture
-def sweeping_server(tmp_path: Path) -> Iterator[ServerProcess]:
+def sweeping_server(tmp_path: Path, backend: str) -> Iterator[ServerProcess]:
     config = {
         "graphs": {"echo": f"{GRAPHS_CONFIG.parent / 'echo.py'}:graph"},
         # sweep every 0.3 s so the test does not wait minutes
@@ -24,7 +24,7 @@ def sweeping_server(tmp_path: Path) -> Iterator[ServerProcess]:
     }
     path = tmp_path / "langgraph.json"
     path.write_text(json.dumps(config))
-    proc = ServerProcess(config=path).start()
+    proc = ServerProcess(config=path, backend=backend).start()
     yield proc
     proc.stop()
 

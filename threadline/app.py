@@ -10,11 +10,12 @@ from fastapi import FastAPI
 
 from threadline import __version__
 from threadline.core.assistants import ensure_system_assistants
+from threadline.core.crons import CronScheduler
 from threadline.core.services import Services
 from threadline.core.sweeper import Sweeper
 from threadline.core.worker import Worker
 from threadline.graphs import GraphRegistry
-from threadline.http import assistants, runs, system, threads
+from threadline.http import assistants, crons, runs, store, system, threads
 from threadline.http.cors import install_cors
 from threadline.http.errors import InternalErrorMiddleware, install_error_handlers
 from threadline.http.responses import JSONResponse
@@ -38,6 +39,9 @@ def create_app(settings: Settings, graphs: GraphRegistry | None = None) -> FastA
         await worker.start()
         sweeper = Sweeper(services)
         sweeper.start()
+        scheduler = CronScheduler(services)
+        services.cron_scheduler = scheduler
+        scheduler.start()
         logger.info(
             "Threadline %s serving graphs %s on %s (%d jobs)",
             __version__,
@@ -48,6 +52,7 @@ def create_app(settings: Settings, graphs: GraphRegistry | None = None) -> FastA
         try:
             yield
         finally:
+            await scheduler.stop()
             await sweeper.stop()
             await worker.stop()
             await services.stop()
@@ -68,6 +73,9 @@ def create_app(settings: Settings, graphs: GraphRegistry | None = None) -> FastA
     app.include_router(system.router)
     app.include_router(assistants.router)
     app.include_router(threads.router)
+    app.include_router(crons.router)
     app.include_router(runs.router)
     app.include_router(runs.stateless)
+    if not (http_config and http_config.disable_store):
+        app.include_router(store.router)
     return app

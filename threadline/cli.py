@@ -1,4 +1,4 @@
-"""The `threadline` command: dev, serve and migrate.
+"""The `threadline` command: dev, serve, worker and migrate.
 
 Exit codes: 0 success, 1 the server could not start (port busy), 2 invalid configuration
 (langgraph.json, a graph that does not load, an unsupported database or Redis URI).
@@ -14,6 +14,7 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -34,12 +35,14 @@ ENV_LOG_LEVEL = "THREADLINE_LOG_LEVEL"
 LOG_LEVELS = ["critical", "error", "warning", "info", "debug"]
 
 EPILOG = f"""\
-database URIs (SQLite only in this version):
+database URIs:
   sqlite:///relative/path.db   relative to the folder of langgraph.json
   sqlite:////absolute/path.db  an absolute path
   /path/to/file.db, ./file.db  a plain filesystem path (relative to the working directory)
   default: {DEFAULT_DATABASE_URI} next to langgraph.json
-  postgresql://... and --redis-uri (the scale-out deployment) are not supported yet.
+  postgresql://user:password@host:5432/dbname   the scale-out deployment, with
+    --redis-uri redis://host:6379/0 (optional; PostgreSQL only) for events and signals;
+    THREADLINE_DB_POOL_SIZE connections per pool (default 10)
 
 Every option can also be set with the environment variable shown in its help; an option
 given on the command line wins.
@@ -67,7 +70,8 @@ def _add_database(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="URI",
         help="where threads, runs and checkpoints are stored: sqlite:///relative/to/config/dir, "
-        "sqlite:////absolute/path or a plain file path [env THREADLINE_DATABASE_URI or "
+        "sqlite:////absolute/path, a plain file path or postgresql://user:pass@host/db "
+        "[env THREADLINE_DATABASE_URI or "
         f"DATABASE_URI] (default: {DEFAULT_DATABASE_URI} next to langgraph.json)",
     )
 
@@ -101,7 +105,7 @@ def _add_server(parser: argparse.ArgumentParser) -> None:
         "--redis-uri",
         default=None,
         metavar="URI",
-        help="Redis for the scale-out deployment (not supported yet) "
+        help="Redis for the scale-out deployment, with a postgresql:// database "
         "[env THREADLINE_REDIS_URI or REDIS_URI]",
     )
     parser.add_argument(
@@ -119,6 +123,32 @@ def _add_server(parser: argparse.ArgumentParser) -> None:
         help="'thread' runs graph code on an event loop of its own in a separate thread, so "
         "blocking code in a graph cannot stall the API; 'loop' runs it on the serving loop "
         "[env THREADLINE_GRAPH_ISOLATION] (default: thread)",
+    )
+    _add_log_level(parser)
+
+
+def _add_worker(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser)
+    _add_database(parser)
+    parser.add_argument(
+        "--redis-uri",
+        default=None,
+        metavar="URI",
+        help="Redis of the deployment, if it has one [env THREADLINE_REDIS_URI or REDIS_URI]",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="runs this process executes at once "
+        f"[env THREADLINE_JOBS or N_JOBS_PER_WORKER] (default: {DEFAULT_JOBS})",
+    )
+    parser.add_argument(
+        "--graph-isolation",
+        choices=["thread", "loop"],
+        default=None,
+        help="see `threadline serve --help` [env THREADLINE_GRAPH_ISOLATION] (default: thread)",
     )
     _add_log_level(parser)
 
@@ -152,6 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     _add_server(serve)
+    worker = commands.add_parser(
+        "worker",
+        help="production: execute runs only (no HTTP), beside `serve` processes",
+        description="Execute runs from the shared queue without serving HTTP: scale run "
+        "execution apart from the API (`threadline serve --jobs 0` serves the API only). "
+        "Needs the scale-out deployment: a postgresql:// database, with or without Redis. "
+        "On SIGTERM or SIGINT it stops claiming, lets running runs finish for "
+        "THREADLINE_SHUTDOWN_GRACE_SECONDS (default 30), and puts the rest back in the queue.",
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+    )
+    _add_worker(worker)
     migrate = commands.add_parser(
         "migrate",
         help="create or upgrade the database schema, then exit",
@@ -194,6 +236,8 @@ def _port_is_free(host: str, port: int) -> bool:
 
 def _prepare_data_dir(settings: Settings) -> None:
     """Create the database folder; the default `.threadline/` ignores itself in git."""
+    if settings.backend != "sqlite":
+        return
     folder = settings.sqlite_path.parent
     folder.mkdir(parents=True, exist_ok=True)
     if folder.name == DATA_DIR:
@@ -219,6 +263,8 @@ def _export_settings(args: argparse.Namespace, settings: Settings) -> None:
     os.environ["THREADLINE_HOST"] = settings.host
     os.environ["THREADLINE_PORT"] = str(settings.port)
     os.environ["THREADLINE_DATABASE_URI"] = settings.database_uri
+    if settings.redis_uri:
+        os.environ["THREADLINE_REDIS_URI"] = settings.redis_uri
     os.environ["THREADLINE_JOBS"] = str(settings.jobs)
     os.environ["THREADLINE_GRAPH_ISOLATION"] = settings.graph_isolation
     os.environ[ENV_LOG_LEVEL] = args.log_level
@@ -272,20 +318,25 @@ def _banner(command: str, settings: Settings) -> None:
         f"threadline {command}: graphs {', '.join(settings.config.graphs)} "
         f"from {settings.config_path}\n"
         f"  API:      http://{host}:{settings.port}\n"
-        f"  database: {settings.sqlite_path}",
+        f"  database: {settings.database_label}",
         file=sys.stderr,
         flush=True,
     )
 
 
 class _Server(uvicorn.Server):
-    """Ends open event streams as soon as shutdown starts, so they do not hold it up."""
+    """Ends open event streams as soon as shutdown starts, so they do not hold it up, and
+    stops claiming runs at once (the running ones get their grace period afterwards)."""
 
-    def __init__(self, config: uvicorn.Config, broker: Broker) -> None:
+    def __init__(self, config: uvicorn.Config, broker: Broker, services: Any = None) -> None:
         super().__init__(config)
         self.broker = broker
+        self.services = services
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        worker = getattr(self.services, "worker", None)
+        if worker is not None:
+            worker.stop_claiming()
         await self.broker.end_subscriptions()
         await super().shutdown(sockets)
 
@@ -333,7 +384,8 @@ def _serve(args: argparse.Namespace, settings: Settings, reload: bool) -> int:
         )
     else:
         app = create_app(settings, graphs)
-        server = _Server(uvicorn.Config(app, **common), app.state.services.broker)
+        services = app.state.services
+        server = _Server(uvicorn.Config(app, **common), services.broker, services)
         server.run()
     return 0
 
@@ -341,12 +393,18 @@ def _serve(args: argparse.Namespace, settings: Settings, reload: bool) -> int:
 def _migrate(settings: Settings) -> int:
     import asyncio
 
-    import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    from threadline.storage.sqlite.database import SqliteDatabase
-
     async def run() -> None:
+        if settings.backend == "postgres":
+            from threadline.storage.postgres.database import PostgresDatabase
+
+            # our tables and LangGraph's checkpoint tables
+            await PostgresDatabase(settings.database_uri).migrate()
+            return
+        import aiosqlite
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        from threadline.storage.sqlite.database import SqliteDatabase
+
         db = SqliteDatabase(settings.sqlite_path)
         await db.open()
         await db.close()
@@ -355,17 +413,89 @@ def _migrate(settings: Settings) -> int:
 
     _prepare_data_dir(settings)
     asyncio.run(run())
-    print(f"threadline: database {settings.sqlite_path} is up to date")
+    print(f"threadline: database {settings.database_label} is up to date")
+    return 0
+
+
+def _work(settings: Settings) -> int:
+    """`threadline worker`: Services, Worker and Sweeper as in the app's lifespan, no HTTP."""
+    import asyncio
+    import signal
+
+    from threadline.core.assistants import ensure_system_assistants
+    from threadline.core.services import Services
+    from threadline.core.sweeper import Sweeper
+    from threadline.core.worker import Worker
+    from threadline.graphs import GraphRegistry
+
+    if settings.backend != "postgres":
+        raise ConfigError(
+            "threadline worker runs beside other processes on a shared database: set "
+            "--database-uri postgresql://... (the embedded SQLite deployment is one "
+            "`threadline serve` process)"
+        )
+    if settings.jobs < 1:
+        raise ConfigError("threadline worker needs --jobs 1 or more")
+    graphs = GraphRegistry(settings.config, settings.base_dir)
+    graphs.load_all()
+    logger = logging.getLogger("threadline")
+
+    async def run() -> None:
+        services = Services.build(settings, graphs)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await services.start()
+        try:
+            await ensure_system_assistants(services)
+            worker = Worker(services)
+            services.worker = worker
+            await worker.start()
+            sweeper = Sweeper(services)
+            sweeper.start()
+            logger.info(
+                "Threadline %s worker %s: graphs %s on %s (%d jobs)",
+                __version__,
+                worker.worker_id,
+                ", ".join(graphs.graph_ids),
+                settings.database_label,
+                settings.jobs,
+            )
+            await stop.wait()
+            logger.info(
+                "stopping: no new runs; running ones get %gs", settings.shutdown_grace_seconds
+            )
+            worker.stop_claiming()
+            await sweeper.stop()
+            await worker.stop()
+        finally:
+            await services.stop()
+        logger.info("worker stopped")
+
+    print(
+        f"threadline worker: graphs {', '.join(settings.config.graphs)} "
+        f"from {settings.config_path}\n  database: {settings.database_label}",
+        file=sys.stderr,
+        flush=True,
+    )
+    asyncio.run(run())
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.log_level)
+    if args.command == "dev" and not os.environ.get("THREADLINE_SHUTDOWN_GRACE_SECONDS"):
+        # a code change should not wait for runs: they are put back in the queue and go
+        # on, from their last checkpoint, in the reloaded server
+        os.environ["THREADLINE_SHUTDOWN_GRACE_SECONDS"] = "0"
     try:
         settings = _settings_from(args)
         if args.command == "migrate":
             return _migrate(settings)
+        if args.command == "worker":
+            return _work(settings)
         return _serve(args, settings, reload=args.command == "dev" and not args.no_reload)
     except ConfigError as exc:
         print(f"threadline: {exc}", file=sys.stderr)

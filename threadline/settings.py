@@ -4,11 +4,13 @@ Precedence, for every setting: the command-line option, then THREADLINE_<NAME>, 
 variable the reference server reads (DATABASE_URI, REDIS_URI, N_JOBS_PER_WORKER), then
 the default.
 
-Database URIs (SQLite only, for now):
+Database URIs:
   sqlite:///relative/path.db   relative to the directory of langgraph.json
   sqlite:////absolute/path.db  an absolute path
   /absolute/path.db, ./x.db    a plain filesystem path (relative to the working directory)
+  postgresql://user:pass@host:5432/dbname   PostgreSQL (the scale-out deployment)
 The default is sqlite:///.threadline/threadline.db, next to langgraph.json.
+A Redis URI (redis://host:6379/0) goes with PostgreSQL only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ DEFAULT_PORT = 2024
 DEFAULT_JOBS = 10
 DATA_DIR = ".threadline"
 DEFAULT_DATABASE_URI = f"sqlite:///{DATA_DIR}/threadline.db"
+DEFAULT_DB_POOL_SIZE = 10
+DEFAULT_HEARTBEAT_SECONDS = 5.0
+DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
+_POSTGRES_SCHEMES = ("postgres", "postgresql")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class ConfigError(Exception):
@@ -76,10 +85,63 @@ class HttpConfig(_Section):
         return _require_import_path(value, "http.app")
 
 
+# Prefixes of LangChain's `init_embeddings` provider strings ("openai:text-embedding-3-small").
+_EMBEDDING_PROVIDERS = frozenset(
+    {
+        "azure_openai",
+        "azure_ai",
+        "bedrock",
+        "cohere",
+        "fireworks",
+        "google_genai",
+        "google_vertexai",
+        "huggingface",
+        "mistralai",
+        "nomic",
+        "ollama",
+        "openai",
+        "together",
+        "voyageai",
+    }
+)
+
+
+def _check_embed(value: str) -> str:
+    """`store.index.embed` must name a function: './file.py:attr' or 'package.module:attr'.
+
+    Provider strings ('openai:text-embedding-3-small') would need network access and a
+    provider package at every put and search; they are refused with a pointer instead."""
+    module_ref, sep, attr = value.rpartition(":")
+    is_file = module_ref.endswith(".py") or "/" in module_ref
+    is_module = all(part.isidentifier() for part in module_ref.split("."))
+    if (
+        sep
+        and attr.isidentifier()
+        and (is_file or (is_module and module_ref not in _EMBEDDING_PROVIDERS))
+    ):
+        return value
+    if sep and module_ref and attr and not is_file:
+        raise ValueError(
+            f"{value!r} looks like an embedding provider string; Threadline does not call "
+            "embedding providers (they need network access and a provider package). Point "
+            "embed at a function instead, './embeddings.py:embed' or 'package.module:embed', "
+            "taking a list of texts and returning a list of vectors of `dims` floats "
+            "(it may call the provider itself)"
+        )
+    raise ValueError(
+        f"{value!r} must look like './path/to/file.py:function' or 'package.module:function'"
+    )
+
+
 class StoreIndexConfig(_Section):
     embed: str = Field(min_length=1)
     dims: int = Field(gt=0)
     fields: list[str] | None = None
+
+    @field_validator("embed")
+    @classmethod
+    def _embed_path(cls, value: str) -> str:
+        return _check_embed(value)
 
 
 class StoreTTLConfig(_Section):
@@ -236,7 +298,6 @@ UNSUPPORTED: list[tuple[str, str]] = [
     ("auth.path", "custom authentication"),
     ("http.app", "custom routes and middleware"),
     ("checkpointer.path", "a custom checkpointer"),
-    ("store.index", "semantic search in the store"),
 ]
 
 
@@ -267,7 +328,8 @@ def _env(*names: str) -> str | None:
 
 
 def resolve_database_uri(uri: str, base_dir: Path) -> str:
-    """Normalise a database URI to `sqlite:////absolute/path`, or explain why it is refused.
+    """Normalise a database URI to `sqlite:////absolute/path` or `postgresql://...`, or
+    explain why it is refused.
 
     `sqlite:///rel` is relative to `base_dir` (the directory of langgraph.json),
     `sqlite:////abs` is absolute, and a plain path is taken relative to the working directory.
@@ -282,15 +344,12 @@ def resolve_database_uri(uri: str, base_dir: Path) -> str:
         path = Path(uri).expanduser().resolve()
         return f"sqlite:///{path}"
     scheme = scheme.lower()
-    if scheme.startswith(("postgres", "postgresql")):
-        raise ConfigError(
-            "PostgreSQL is not supported yet in this version of Threadline; "
-            "use a SQLite database (the default, or --database-uri sqlite:///path)"
-        )
+    if scheme in _POSTGRES_SCHEMES:
+        return f"postgresql://{rest}"
     if scheme not in ("sqlite", "sqlite+aiosqlite"):
         raise ConfigError(
-            f"unsupported database URI {uri!r}: expected sqlite:///path, sqlite:////abs/path "
-            "or a filesystem path"
+            f"unsupported database URI {uri!r}: expected postgresql://..., sqlite:///path, "
+            "sqlite:////abs/path or a filesystem path"
         )
     raw = rest.split("?", 1)[0]
     if raw.startswith("/"):
@@ -303,6 +362,35 @@ def resolve_database_uri(uri: str, base_dir: Path) -> str:
     if not path.is_absolute():
         path = base_dir / path
     return f"sqlite:///{path.resolve()}"
+
+
+def postgres_database_name(uri: str) -> str:
+    """The database a postgresql:// URI names (libpq's default: the user name)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(uri)
+    except Exception as exc:  # psycopg.ProgrammingError: not a valid URI
+        raise ConfigError(f"invalid PostgreSQL URI: {exc}") from exc
+    name = params.get("dbname") or params.get("user") or os.environ.get("PGDATABASE")
+    return str(name or os.environ.get("PGUSER") or os.environ.get("USER") or "postgres")
+
+
+def _float_setting(name: str, default: float, *, minimum: float | None = None) -> float:
+    """A number of seconds from the environment variable `name`; positive unless
+    `minimum` says otherwise."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from exc
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}, not {raw!r}")
+    if minimum is None and value <= 0:
+        raise ConfigError(f"{name} must be more than 0, not {raw!r}")
+    return value
 
 
 def _int_setting(value: str | int | None, what: str, default: int) -> int:
@@ -326,13 +414,46 @@ class Settings:
     # "thread": graph code runs on its own event loop in a worker thread, so blocking
     # user code cannot stall the API; "loop": on the serving loop (lowest overhead).
     graph_isolation: Literal["thread", "loop"] = "thread"
-    heartbeat_seconds: float = 5.0
+    # Liveness of runs: a worker renews the lease of each of its runs every
+    # heartbeat_seconds; a run whose lease has lapsed is re-queued by any process, up to
+    # max_attempts claims. On SIGTERM a worker lets its runs finish for
+    # shutdown_grace_seconds, then puts the rest back in the queue.
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
     sse_heartbeat_seconds: float = 5.0
+    # connections per pool (PostgreSQL): the API's, and the graph loop's checkpointer's
+    db_pool_size: int = DEFAULT_DB_POOL_SIZE
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
         return self.config_path.parent
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgres"]:
+        return "postgres" if self.database_uri.startswith("postgresql://") else "sqlite"
+
+    @property
+    def redis_prefix(self) -> str:
+        """Namespace of this deployment in Redis (`threadline:<database name>`; the broker
+        adds `:<kind>:<name>`) and of its broker's channels: processes sharing a database
+        share their streams and signals, deployments on other databases never meet."""
+        if self.backend != "postgres":
+            return "threadline"
+        return f"threadline:{postgres_database_name(self.database_uri)}"
+
+    @property
+    def database_label(self) -> str:
+        """The database, for people: a file path, or the URI without its password."""
+        if self.backend != "postgres":
+            return str(self.sqlite_path)
+        scheme, _, rest = self.database_uri.partition("://")
+        credentials, at, host = rest.rpartition("@")
+        if at and ":" in credentials:
+            credentials = credentials.split(":", 1)[0] + ":***"
+        return f"{scheme}://{credentials}{at}{host}"
 
     @classmethod
     def build(
@@ -370,12 +491,6 @@ class Settings:
         isolation = graph_isolation or _env("THREADLINE_GRAPH_ISOLATION") or "thread"
         if isolation not in ("thread", "loop"):
             raise ConfigError(f"graph isolation must be 'thread' or 'loop', not {isolation!r}")
-        if redis_uri:
-            raise ConfigError(
-                "Redis is not supported yet in this version of Threadline; "
-                "unset --redis-uri / THREADLINE_REDIS_URI / REDIS_URI to use the embedded "
-                "deployment"
-            )
         settings = cls(
             config_path=path,
             config=config,
@@ -385,6 +500,9 @@ class Settings:
             redis_uri=redis_uri,
             jobs=jobs_int,
             graph_isolation=isolation,  # type: ignore[arg-type]
+            db_pool_size=_int_setting(
+                _env("THREADLINE_DB_POOL_SIZE"), "THREADLINE_DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE
+            ),
         )
         heartbeat = _env("THREADLINE_SSE_HEARTBEAT_SECONDS")
         if heartbeat is not None:
@@ -394,20 +512,52 @@ class Settings:
                 raise ConfigError(
                     f"THREADLINE_SSE_HEARTBEAT_SECONDS must be a number, not {heartbeat!r}"
                 ) from exc
+        settings.heartbeat_seconds = _float_setting(
+            "THREADLINE_HEARTBEAT_SECONDS", settings.heartbeat_seconds
+        )
+        settings.lease_seconds = _float_setting("THREADLINE_LEASE_SECONDS", settings.lease_seconds)
+        settings.shutdown_grace_seconds = _float_setting(
+            "THREADLINE_SHUTDOWN_GRACE_SECONDS", settings.shutdown_grace_seconds, minimum=0.0
+        )
+        settings.max_attempts = _int_setting(
+            _env("THREADLINE_MAX_ATTEMPTS"), "THREADLINE_MAX_ATTEMPTS", settings.max_attempts
+        )
+        if settings.max_attempts < 1:
+            raise ConfigError("THREADLINE_MAX_ATTEMPTS must be 1 or more")
+        if settings.heartbeat_seconds >= settings.lease_seconds:
+            raise ConfigError(
+                "THREADLINE_HEARTBEAT_SECONDS must be shorter than THREADLINE_LEASE_SECONDS "
+                f"({settings.heartbeat_seconds:g} >= {settings.lease_seconds:g})"
+            )
         settings.check_backends()
         return settings
 
     def check_backends(self) -> None:
         """Refuse the backends this version cannot serve, with a message instead of a crash."""
-        resolve_database_uri(self.database_uri, self.base_dir)
-        if self.redis_uri:
+        uri = resolve_database_uri(self.database_uri, self.base_dir)
+        if self.db_pool_size < 1:
+            raise ConfigError("THREADLINE_DB_POOL_SIZE must be 1 or more")
+        if uri.startswith("postgresql://"):
+            postgres_database_name(uri)
+        if not self.redis_uri:
+            return
+        scheme = self.redis_uri.partition("://")[0].lower()
+        if scheme not in _REDIS_SCHEMES:
             raise ConfigError(
-                "Redis is not supported yet in this version of Threadline; "
-                "leave --redis-uri unset for the embedded deployment"
+                f"unsupported Redis URI {self.redis_uri!r}: expected redis://host:port/db, "
+                "rediss://... or unix:///path"
+            )
+        if not uri.startswith("postgresql://"):
+            raise ConfigError(
+                "Redis goes with the PostgreSQL deployment only: set --database-uri "
+                "postgresql://... as well, or unset --redis-uri / THREADLINE_REDIS_URI / "
+                "REDIS_URI to use the embedded SQLite deployment"
             )
 
     @property
     def sqlite_path(self) -> Path:
+        if self.backend == "postgres":
+            raise ConfigError("the database is PostgreSQL, not a SQLite file")
         return Path(
             resolve_database_uri(self.database_uri, self.base_dir).removeprefix("sqlite:///")
         )

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from threadline.core.errors import NotFound
 from threadline.core.runs import run_stream
 from threadline.serialization import dumps, utcnow
-from threadline.storage.checkpoints import CheckpointMaintenance
 from threadline.storage.database import Connection, Row
 
 if TYPE_CHECKING:
@@ -112,7 +111,7 @@ async def settle_cancelled_run(services: Services, run: Row, action: str) -> Non
     deletes the run and its checkpoints. Thread status is recomputed."""
     now = utcnow()
     if action == "rollback":
-        await CheckpointMaintenance(services.db).delete_for_run(run["thread_id"], run["run_id"])
+        await services.db.checkpoints.delete_for_run(run["thread_id"], run["run_id"])
     async with services.db.transaction() as conn:
         if action == "rollback":
             await services.runs.delete(conn, run["run_id"])

@@ -1,4 +1,5 @@
-"""Periodic upkeep on every process: deletes threads whose TTL has passed."""
+"""Periodic upkeep on every process: re-queues runs whose worker died (their lease lapsed)
+and deletes threads whose TTL has passed."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from threadline.core.runs import WAKE_CHANNEL, run_stream
 from threadline.core.threads import delete_thread_and_checkpoints
-from threadline.serialization import utcnow
+from threadline.serialization import dumps, utcnow
+from threadline.storage.database import Row
 
 if TYPE_CHECKING:
     from threadline.core.services import Services
@@ -28,16 +31,30 @@ class Sweeper:
         )
         minutes = (ttl.sweep_interval_minutes if ttl else None) or DEFAULT_SWEEP_MINUTES
         self.interval = minutes * 60
-        self._task: asyncio.Task[None] | None = None
+        self.lease_interval = services.settings.heartbeat_seconds
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._sweep_forever())
+        self._tasks = [asyncio.create_task(self._sweep_forever())]
+        if self.services.db.name != "sqlite":
+            # The embedded server is the only process: a lease of its own can only lapse
+            # while its loop is stalled, and it recovers a crash's runs at start-up.
+            self._tasks.append(asyncio.create_task(self._sweep_leases_forever()))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+
+    async def _sweep_leases_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_interval)
+            try:
+                await recover_runs(self.services, expired_only=True)
+            except Exception as exc:
+                logger.warning("re-queueing runs with lapsed leases failed: %s", exc)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -56,3 +73,55 @@ class Sweeper:
         if deleted:
             logger.info("deleted %d expired threads", deleted)
         return deleted
+
+
+async def recover_runs(services: Services, *, expired_only: bool) -> list[Row]:
+    """Re-queue the runs whose worker is gone (their lease lapsed; with `expired_only`
+    False, every running run: the embedded server's start-up, when it is the only process).
+
+    A re-queued run resumes from its last checkpoint on whichever worker claims it next;
+    one out of attempts ends as an error; one whose thread is gone is dropped.
+    """
+    max_attempts = services.settings.max_attempts
+    error = {
+        "error": "WorkerLost",
+        "message": f"the run's worker stopped responding {max_attempts} times; giving up",
+    }
+    changed = await services.runs.requeue_running(
+        utcnow(),
+        expired_only=expired_only,
+        max_attempts=max_attempts,
+        error_output={"__error__": error},
+    )
+    for run in changed:
+        logger.warning(
+            "run %s (attempt %d) was left running by a stopped worker: %s",
+            run["run_id"],
+            run["attempt"],
+            {"pending": "re-queued", "error": "failed", "dropped": "dropped, its thread is gone"}[
+                run["status"]
+            ],
+        )
+        if run["status"] == "error":
+            await _settle_failed(services, run, error)
+        elif run["status"] == "dropped":
+            await services.broker.close_stream(run_stream(run["run_id"]))
+    if any(run["status"] == "pending" for run in changed):
+        await services.broker.notify(WAKE_CHANNEL)
+    return changed
+
+
+async def _settle_failed(services: Services, run: Row, error: dict[str, str]) -> None:
+    now = utcnow()
+    async with services.db.transaction() as conn:
+        others = await services.runs.active_on_thread(conn, run["thread_id"])
+        await services.threads.update(
+            run["thread_id"],
+            {"status": "busy" if others else "error", "error": error, "updated_at": now},
+            conn,
+        )
+    stream = run_stream(run["run_id"])
+    await services.broker.publish(stream, "error", dumps(error))
+    await services.broker.close_stream(
+        stream, dumps({"status": "error", "output": {"__error__": error}})
+    )

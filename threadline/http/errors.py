@@ -64,9 +64,7 @@ async def _validation_error(request: Request, exc: Exception) -> Any:
 
 async def _http_error(request: Request, exc: Exception) -> Any:
     assert isinstance(exc, HTTPException)
-    return json_response(
-        {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-    )
+    return json_response({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

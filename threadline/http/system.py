@@ -39,7 +39,7 @@ async def info() -> JSONResponse:
             "server": "threadline",
             "flags": {
                 "assistants": True,
-                "crons": False,
+                "crons": True,
                 "langsmith": False,
                 "langsmith_tracing_replicas": False,
                 "langsmith_tracing_session_on_runs": False,

@@ -131,12 +131,16 @@ class AssistantRepository:
             )
             if chosen is None:
                 return None
+            # decoded and encoded again: a backend may read JSON back as Python values
+            decoded = self._decode(chosen)
+            assert decoded is not None
+            params = self._params({**decoded, "updated_at": now})
             updated = await conn.fetch_one(
                 "UPDATE assistants SET graph_id = :graph_id, config = :config,"
                 " context = :context, metadata = :metadata, name = :name,"
                 " description = :description, version = :version, updated_at = :updated_at"
                 " WHERE assistant_id = :assistant_id RETURNING *",
-                {**chosen, "updated_at": self.db.time_param(now)},
+                params,
             )
         return self._decode(updated)
 

@@ -1,8 +1,8 @@
 """The connector every repository talks to: one small interface, one implementation per backend.
 
 Repositories write their SQL once, with `:name` parameters; a backend supplies the few
-fragments that differ between dialects (JSON access and containment) and the encoding
-of JSON and timestamps.
+fragments that differ between dialects (JSON access and containment, row locking), the
+encoding of JSON and timestamps, and the maintenance of LangGraph's checkpoint tables.
 """
 
 from __future__ import annotations
@@ -11,10 +11,17 @@ import abc
 import datetime
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from threadline.storage.checkpoints import CheckpointMaintenance
 
 Row = dict[str, Any]
 Params = Mapping[str, Any]
+
+
+class UniqueViolation(Exception):
+    """A statement broke a unique constraint (whatever the backend's own exception)."""
 
 
 class Connection(abc.ABC):
@@ -37,7 +44,8 @@ class Database(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Connect, and bring Threadline's schema up to date."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -80,6 +88,16 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def json_path(self, column: str, path_param: str) -> str:
         """SQL for the JSON value at the key path given as a JSON array in `:path_param`."""
+
+    @property
+    def skip_locked(self) -> str:
+        """Suffix of a SELECT that takes the rows it returns and skips rows others hold."""
+        return ""
+
+    @property
+    @abc.abstractmethod
+    def checkpoints(self) -> CheckpointMaintenance:
+        """What LangGraph's saver for this backend does not offer on its tables."""
 
     @abc.abstractmethod
     async def healthcheck(self) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from threadline.storage.database import Connection, Database, Row
+from threadline.storage.database import Connection, Database, Row, UniqueViolation
 
 _JSON = ("metadata", "kwargs", "output")
 _TIMES = (
@@ -93,8 +93,13 @@ class RunRepository:
     async def claim(
         self, worker_id: str, now: datetime.datetime, lease_until: datetime.datetime
     ) -> Row | None:
-        """Take the next runnable run: due, first in its thread, thread not running another."""
-        row = await self.db.fetch_one(
+        """Take the next runnable run: due, first in its thread, thread not running another.
+
+        Safe with any number of workers: the candidate row is locked (others skip it),
+        and the unique index on running runs per thread turns a lost race into no claim.
+        """
+        params = {"worker": worker_id, "now": self._time(now), "lease": self._time(lease_until)}
+        sql = (
             "UPDATE runs SET status = 'running', attempt = attempt + 1, worker_id = :worker,"
             " lease_expires_at = :lease, started_at = :now, updated_at = :now"
             " WHERE run_id = ("
@@ -103,11 +108,18 @@ class RunRepository:
             "     AND x.status = 'running')"
             "   AND NOT EXISTS (SELECT 1 FROM runs y WHERE y.thread_id = r.thread_id"
             "     AND y.status = 'pending' AND y.created_at < r.created_at)"
-            "  ORDER BY r.created_at LIMIT 1)"
-            " RETURNING *",
-            {"worker": worker_id, "now": self._time(now), "lease": self._time(lease_until)},
+            f"  ORDER BY r.created_at LIMIT 1{self.db.skip_locked})"
+            " RETURNING *"
         )
-        return self.decode(row)
+        for _ in range(3):
+            try:
+                row = await self.db.fetch_one(sql, params)
+            except UniqueViolation:
+                # Another worker started a run of that thread since our snapshot; the
+                # next attempt sees it running and picks elsewhere.
+                continue
+            return self.decode(row)
+        return None
 
     async def next_due_at(self) -> datetime.datetime | None:
         row = await self.db.fetch_one(
@@ -135,19 +147,35 @@ class RunRepository:
         status: str,
         output: Any,
         now: datetime.datetime,
+        owned_by: str | None = None,
     ) -> Row | None:
+        """Record the end of a run; with `owned_by`, only while that worker still holds it
+        (None if the run was taken away, so a late worker cannot overwrite a rerun)."""
+        owned = " AND worker_id = :worker AND status = 'running'" if owned_by else ""
         row = await conn.fetch_one(
             "UPDATE runs SET status = :status, output = :output, ended_at = :now,"
             " updated_at = :now, worker_id = NULL, lease_expires_at = NULL"
-            " WHERE run_id = :id RETURNING *",
+            f" WHERE run_id = :id{owned} RETURNING *",
             {
                 "id": run_id,
                 "status": status,
                 "output": self.db.json_param(output),
                 "now": self._time(now),
+                "worker": owned_by,
             },
         )
         return self.decode(row)
+
+    async def release(self, run_id: str, worker_id: str, now: datetime.datetime) -> bool:
+        """Put a run this worker holds back in the queue at once (graceful shutdown): it
+        resumes from its last checkpoint on whichever process claims it next."""
+        changed = await self.db.execute(
+            "UPDATE runs SET status = 'pending', worker_id = NULL, lease_expires_at = NULL,"
+            " updated_at = :now WHERE run_id = :id AND worker_id = :worker"
+            " AND status = 'running'",
+            {"id": run_id, "worker": worker_id, "now": self._time(now)},
+        )
+        return changed > 0
 
     async def take_pending(self, conn: Connection, run_id: str) -> bool:
         """Mark a pending run interrupted before any worker claims it."""
@@ -176,33 +204,60 @@ class RunRepository:
         return await conn.execute("DELETE FROM runs WHERE run_id = :id", {"id": run_id}) > 0
 
     async def requeue_running(
-        self, now: datetime.datetime, *, expired_only: bool, max_attempts: int
+        self,
+        now: datetime.datetime,
+        *,
+        expired_only: bool,
+        max_attempts: int,
+        error_output: Any = None,
     ) -> list[Row]:
         """Put back runs whose worker is gone (lease expired, or every run at embedded start).
 
-        Runs that used up their attempts end as errors instead.
+        Runs that used up their attempts end as errors (with `error_output`) instead; runs
+        whose thread is gone are deleted (status "dropped" in the result). Safe on several
+        processes at once: each run is changed only if it is still stale, so a run that
+        another sweeper put back and a worker claimed again is left alone.
         """
-        clause = " AND lease_expires_at < :now" if expired_only else ""
+        stale_clause = " AND lease_expires_at < :now" if expired_only else ""
+        params = {"now": self._time(now)}
         async with self.db.transaction() as conn:
-            stale = self._decode_all(
+            candidates = self._decode_all(
                 await conn.fetch_all(
-                    f"SELECT * FROM runs WHERE status = 'running'{clause}",
-                    {"now": self._time(now)},
+                    f"SELECT * FROM runs WHERE status = 'running'{stale_clause}"
+                    f" ORDER BY created_at{self.db.skip_locked}",
+                    params,
                 )
             )
-            for run in stale:
-                retry = run["attempt"] < max_attempts
-                await conn.execute(
-                    "UPDATE runs SET status = :status, worker_id = NULL, lease_expires_at = NULL,"
-                    " updated_at = :now WHERE run_id = :id",
-                    {
-                        "id": run["run_id"],
-                        "status": "pending" if retry else "error",
-                        "now": self._time(now),
-                    },
+            changed: list[Row] = []
+            for run in candidates:
+                where = f" WHERE run_id = :id AND status = 'running'{stale_clause}"
+                run_params = {**params, "id": run["run_id"]}
+                orphan = await conn.fetch_one(
+                    "SELECT 1 AS gone WHERE NOT EXISTS"
+                    " (SELECT 1 FROM threads WHERE thread_id = :thread_id)",
+                    {"thread_id": run["thread_id"]},
                 )
-                run["status"] = "pending" if retry else "error"
-        return stale
+                if orphan is not None:
+                    if await conn.execute(f"DELETE FROM runs{where}", run_params):
+                        changed.append({**run, "status": "dropped"})
+                    continue
+                if run["attempt"] < max_attempts:
+                    done = await conn.execute(
+                        "UPDATE runs SET status = 'pending', worker_id = NULL,"
+                        f" lease_expires_at = NULL, updated_at = :now{where}",
+                        run_params,
+                    )
+                    status = "pending"
+                else:
+                    done = await conn.execute(
+                        "UPDATE runs SET status = 'error', output = :output, worker_id = NULL,"
+                        f" lease_expires_at = NULL, updated_at = :now, ended_at = :now{where}",
+                        {**run_params, "output": self.db.json_param(error_output)},
+                    )
+                    status = "error"
+                if done:
+                    changed.append({**run, "status": status})
+        return changed
 
     async def count_by_status(self) -> dict[str, int]:
         rows = await self.db.fetch_all(

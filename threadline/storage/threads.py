@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-import orjson
-
 from threadline.storage.database import Connection, Database, Row
 
 _JSON = ("metadata", "config", "values", "interrupts", "error", "ttl")
@@ -179,85 +177,24 @@ class ThreadRepository:
         return [r["thread_id"] for r in rows]
 
     # --- LangGraph's checkpoint tables ---------------------------------------------
-    # The checkpointer (LangGraph's own saver) shares this database. Its SQLite layout is
-    #   checkpoints(thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,
-    #               checkpoint, metadata)
-    #   writes(thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel,
-    #          type, value)
-    # The saver offers neither copy nor prune, so these do it on whole rows, in one
-    # transaction, without ever decoding a checkpoint.
+    # The checkpointer (LangGraph's own saver) shares this database; the backend's
+    # `db.checkpoints` knows its tables.
 
     async def copy(self, thread: Row, source_id: str) -> Row | None:
         """Insert `thread` with copies of every checkpoint and pending write of `source_id`.
 
         Returns None (and copies nothing) when the new id is taken."""
-        target_id = thread["thread_id"]
         async with self.db.transaction() as conn:
             row = await self.insert(thread, conn)
             if row is None:
                 return None
-            checkpoints = await conn.fetch_all(
-                "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint,"
-                " metadata FROM checkpoints WHERE thread_id = :source",
-                {"source": source_id},
-            )
-            for checkpoint in checkpoints:
-                checkpoint["metadata"] = _retarget_metadata(checkpoint["metadata"], target_id)
-                await conn.execute(
-                    "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id,"
-                    " parent_checkpoint_id, type, checkpoint, metadata)"
-                    " VALUES (:target, :checkpoint_ns, :checkpoint_id, :parent_checkpoint_id,"
-                    " :type, :checkpoint, :metadata)",
-                    {**checkpoint, "target": target_id},
-                )
-            await conn.execute(
-                "INSERT INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id,"
-                " task_path, idx, channel, type, value)"
-                " SELECT :target, checkpoint_ns, checkpoint_id, task_id, task_path, idx,"
-                " channel, type, value FROM writes WHERE thread_id = :source",
-                {"target": target_id, "source": source_id},
-            )
+            await self.db.checkpoints.copy_thread(conn, source_id, thread["thread_id"])
         return row
 
-    async def prune_checkpoints(self, thread_id: str) -> int:
+    async def prune_checkpoints(self, thread_id: str) -> None:
         """Keep only the latest checkpoint of each namespace of a thread (and its pending
-        writes); the kept checkpoint becomes a root. Returns how many were removed.
+        writes); the kept checkpoint becomes a root.
 
         Not for graphs that use LangGraph's beta `DeltaChannel`, whose values are
         rebuilt from ancestor checkpoints."""
-        params = {"t": thread_id}
-        async with self.db.transaction() as conn:
-            removed = await conn.execute(
-                "DELETE FROM checkpoints WHERE thread_id = :t AND checkpoint_id <"
-                " (SELECT MAX(c.checkpoint_id) FROM checkpoints AS c"
-                "  WHERE c.thread_id = :t AND c.checkpoint_ns = checkpoints.checkpoint_ns)",
-                params,
-            )
-            await conn.execute(
-                "DELETE FROM writes WHERE thread_id = :t AND NOT EXISTS"
-                " (SELECT 1 FROM checkpoints AS c WHERE c.thread_id = :t"
-                "  AND c.checkpoint_ns = writes.checkpoint_ns"
-                "  AND c.checkpoint_id = writes.checkpoint_id)",
-                params,
-            )
-            await conn.execute(
-                "UPDATE checkpoints SET parent_checkpoint_id = NULL"
-                " WHERE thread_id = :t AND parent_checkpoint_id IS NOT NULL",
-                params,
-            )
-        return removed
-
-
-def _retarget_metadata(raw: Any, thread_id: str) -> Any:
-    """Checkpoint metadata names its thread; a copy names the copy."""
-    if raw is None:
-        return raw
-    try:
-        metadata = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw
-    if not isinstance(metadata, dict) or "thread_id" not in metadata:
-        return raw
-    metadata["thread_id"] = thread_id
-    encoded = orjson.dumps(metadata)
-    return encoded if isinstance(raw, bytes) else encoded.decode()
+        await self.db.checkpoints.keep_latest(thread_id)

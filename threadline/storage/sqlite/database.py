@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import aiosqlite
 import orjson
 
 from threadline.serialization import dumps
-from threadline.storage.database import Connection, Database, Params, Row
+from threadline.storage.database import Connection, Database, Params, Row, UniqueViolation
 from threadline.storage.json_match import contains
+from threadline.storage.sqlite.checkpoints import SqliteCheckpoints
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
@@ -40,23 +42,36 @@ def _json_path(doc: str | None, path: str) -> str | None:
     return orjson.dumps(value).decode()
 
 
+@contextmanager
+def _unique_violations() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if "UNIQUE constraint failed" in str(exc):
+            raise UniqueViolation(str(exc)) from exc
+        raise
+
+
 class _SqliteConnection(Connection):
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
     async def fetch_one(self, sql: str, params: Params | None = None) -> Row | None:
-        async with self._conn.execute(sql, params or {}) as cursor:
-            row = await cursor.fetchone()
+        with _unique_violations():
+            async with self._conn.execute(sql, params or {}) as cursor:
+                row = await cursor.fetchone()
         return dict(row) if row is not None else None
 
     async def fetch_all(self, sql: str, params: Params | None = None) -> list[Row]:
-        async with self._conn.execute(sql, params or {}) as cursor:
-            rows = await cursor.fetchall()
+        with _unique_violations():
+            async with self._conn.execute(sql, params or {}) as cursor:
+                rows = await cursor.fetchall()
         return [dict(row) for row in rows]
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
-        async with self._conn.execute(sql, params or {}) as cursor:
-            return cursor.rowcount
+        with _unique_violations():
+            async with self._conn.execute(sql, params or {}) as cursor:
+                return cursor.rowcount
 
 
 class SqliteDatabase(Database):
@@ -67,6 +82,11 @@ class SqliteDatabase(Database):
         self._conn: aiosqlite.Connection | None = None
         # One connection serves every coroutine; the lock keeps transactions whole.
         self._lock = asyncio.Lock()
+        self._checkpoints = SqliteCheckpoints(self)
+
+    @property
+    def checkpoints(self) -> SqliteCheckpoints:
+        return self._checkpoints
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
