@@ -20,8 +20,11 @@ install: $(VENV)/.installed
 dev: install
 	$(VENV)/bin/threadline dev --config examples/langgraph.json --port $(PORT)
 
+# Both deployments (SQLite, and PostgreSQL + Redis: see .ci/run); every test server has a
+# port, database and key prefix of its own, so two workers share the machine safely.
+# THREADLINE_TEST_BACKEND=sqlite runs the SQLite half only.
 test: install
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2
 
 lint: install
 	$(VENV)/bin/ruff check threadline tests bench

@@ -320,3 +320,40 @@ async def test_a_lost_race_on_the_unique_index_is_no_claim(db: PostgresDatabase)
     assert await claim is None
     assert len(raised) == 1
     assert (await runs.get(first["run_id"]))["status"] == "pending"  # type: ignore[index]
+
+
+def test_migrate_command_creates_every_table() -> None:
+    import psycopg
+
+    from tests.fixtures.clirun import FIXTURE_CONFIG, run_cli
+
+    name = serverproc.create_database()
+    try:
+        uri = serverproc.postgres_uri(name)
+        for _ in range(2):  # the second time finds nothing to do
+            result = run_cli("migrate", "--config", str(FIXTURE_CONFIG), "--database-uri", uri)
+            assert result.returncode == 0, result.stderr
+            assert f"database {uri} is up to date" in result.stdout
+        with psycopg.connect(uri) as conn:
+            tables = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                ).fetchall()
+            }
+        assert {
+            "assistants",
+            "threads",
+            "runs",
+            "threadline_migrations",
+            "checkpoints",
+            "checkpoint_blobs",
+            "checkpoint_writes",
+            "checkpoint_migrations",
+        } <= tables
+    finally:
+        serverproc.drop_database(name)
+    unreachable = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
+    result = run_cli("migrate", "--config", str(FIXTURE_CONFIG), "--database-uri", unreachable)
+    assert result.returncode == 1
+    assert "cannot migrate" in result.stderr and "Traceback" not in result.stderr

@@ -13,6 +13,7 @@ from threadline.core.assistants import ensure_system_assistants
 from threadline.core.crons import CronScheduler
 from threadline.core.services import Services
 from threadline.core.sweeper import Sweeper
+from threadline.core.webhooks import WebhookDeliverer
 from threadline.core.worker import Worker
 from threadline.graphs import GraphRegistry
 from threadline.http import assistants, crons, runs, store, system, threads
@@ -42,6 +43,9 @@ def create_app(settings: Settings, graphs: GraphRegistry | None = None) -> FastA
         scheduler = CronScheduler(services)
         services.cron_scheduler = scheduler
         scheduler.start()
+        deliverer = WebhookDeliverer(services.db, settings.config.webhooks)
+        services.webhooks = deliverer
+        deliverer.start()
         logger.info(
             "Threadline %s serving graphs %s on %s (%d jobs)",
             __version__,
@@ -55,6 +59,7 @@ def create_app(settings: Settings, graphs: GraphRegistry | None = None) -> FastA
             await scheduler.stop()
             await sweeper.stop()
             await worker.stop()
+            await deliverer.stop()
             await services.stop()
 
     app = FastAPI(

@@ -392,6 +392,9 @@ def _serve(args: argparse.Namespace, settings: Settings, reload: bool) -> int:
 
 def _migrate(settings: Settings) -> int:
     import asyncio
+    import sqlite3
+
+    import psycopg
 
     async def run() -> None:
         if settings.backend == "postgres":
@@ -412,7 +415,11 @@ def _migrate(settings: Settings) -> int:
             await AsyncSqliteSaver(conn).setup()
 
     _prepare_data_dir(settings)
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except (OSError, sqlite3.OperationalError, psycopg.OperationalError) as exc:
+        print(f"threadline: cannot migrate {settings.database_label}: {exc}", file=sys.stderr)
+        return 1
     print(f"threadline: database {settings.database_label} is up to date")
     return 0
 
@@ -425,6 +432,7 @@ def _work(settings: Settings) -> int:
     from threadline.core.assistants import ensure_system_assistants
     from threadline.core.services import Services
     from threadline.core.sweeper import Sweeper
+    from threadline.core.webhooks import WebhookDeliverer
     from threadline.core.worker import Worker
     from threadline.graphs import GraphRegistry
 
@@ -454,6 +462,9 @@ def _work(settings: Settings) -> int:
             await worker.start()
             sweeper = Sweeper(services)
             sweeper.start()
+            deliverer = WebhookDeliverer(services.db, settings.config.webhooks)
+            services.webhooks = deliverer
+            deliverer.start()
             logger.info(
                 "Threadline %s worker %s: graphs %s on %s (%d jobs)",
                 __version__,
@@ -469,6 +480,7 @@ def _work(settings: Settings) -> int:
             worker.stop_claiming()
             await sweeper.stop()
             await worker.stop()
+            await deliverer.stop()
         finally:
             await services.stop()
         logger.info("worker stopped")

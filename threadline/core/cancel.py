@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from threadline.core.errors import NotFound
 from threadline.core.runs import run_stream
+from threadline.core.webhooks import enqueue_webhook
 from threadline.serialization import dumps, utcnow
 from threadline.storage.database import Connection, Row
 
@@ -115,11 +116,17 @@ async def settle_cancelled_run(services: Services, run: Row, action: str) -> Non
     async with services.db.transaction() as conn:
         if action == "rollback":
             await services.runs.delete(conn, run["run_id"])
+            ended: Row | None = {**run, "status": "interrupted", "ended_at": now}
         else:
-            await services.runs.finish(
+            ended = await services.runs.finish(
                 conn, run["run_id"], status="interrupted", output=None, now=now
             )
+        thread = await services.threads.get(run["thread_id"], conn)
+        if ended is not None:
+            values = thread["values"] if thread is not None else None
+            await enqueue_webhook(conn, services.db, ended, values=values)
         await refresh_thread_status(services, conn, run["thread_id"], now)
+    services.wake_webhooks()
 
 
 async def refresh_thread_status(

@@ -75,6 +75,7 @@ class Services:
     stores: StoreOpener | None = None
     worker: Any = None
     cron_scheduler: Any = None
+    webhooks: Any = None  # the WebhookDeliverer of this process, once started
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[_Closer] = field(default_factory=list)
 
@@ -139,6 +140,11 @@ class Services:
         await self.broker.start()
         self.checkpointer = await self.open_checkpointer()
         self.store = await self.open_store(sweep=True)
+
+    def wake_webhooks(self) -> None:
+        """A delivery was just written: send it now rather than at the next poll."""
+        if self.webhooks is not None:
+            self.webhooks.wake()
 
     async def stop(self) -> None:
         for task in self.background:

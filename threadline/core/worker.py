@@ -30,6 +30,7 @@ from threadline.core.graph_loop import GraphLoop, emitter
 from threadline.core.runs import WAKE_CHANNEL, run_stream, thread_stream
 from threadline.core.sweeper import recover_runs
 from threadline.core.threads import delete_if_temporary
+from threadline.core.webhooks import enqueue_webhook
 from threadline.ids import new_id
 from threadline.serialization import dumps, utcnow
 from threadline.settings import (
@@ -369,9 +370,13 @@ class Worker:
                 },
                 conn,
             )
+            await enqueue_webhook(
+                conn, self.services.db, ended, values=result.values, error=result.error
+            )
         return True
 
     async def _after_finish(self, run: Row) -> None:
+        self.services.wake_webhooks()
         stream = thread_stream(run["thread_id"])
         if await _watched(self.services, stream):
             try:
