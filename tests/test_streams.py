@@ -594,9 +594,9 @@ async def test_stateless_run_cancelled_by_disconnect_is_deleted(
             async for frame in frames(response):
                 if frame.event == "values":
                     break
-    thread_id = (await http.get(f"/runs/{run_id}")).json()["thread_id"]
+    # the run goes with its temporary thread (ON DELETE CASCADE)
     deadline = time.monotonic() + 3
-    while (await http.get(f"/threads/{thread_id}")).status_code != 404:
+    while (await http.get(f"/runs/{run_id}")).status_code != 404:
         assert time.monotonic() < deadline, "the cancelled stateless run's thread is still there"
         await asyncio.sleep(0.05)
 

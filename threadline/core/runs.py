@@ -316,6 +316,7 @@ async def _until_settled(
 
     async def watch() -> None:
         interval = QUIET_CHECK_FIRST_SECONDS
+        graced = False
         while True:
             await asyncio.sleep(max(0.0, last_event[0] + interval - loop.time()))
             if loop.time() - last_event[0] < interval:
@@ -325,6 +326,13 @@ async def _until_settled(
             except Exception:  # the database is busy or away: look again later
                 logger.exception("checking on run %s failed", run_id)
                 interval = min(interval * 2, QUIET_CHECK_MAX_SECONDS)
+                continue
+            if run is None and not graced:
+                # A stateless run deletes its thread (and run row) just before its worker
+                # publishes the end; give that end a moment to arrive before giving up.
+                graced = True
+                last_event[0] = loop.time()
+                interval = QUIET_CHECK_FIRST_SECONDS
                 continue
             if run is None or run["status"] in TERMINAL:
                 final = (
