@@ -9,12 +9,8 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from threadline import __version__
-from threadline.core.assistants import ensure_system_assistants
-from threadline.core.crons import CronScheduler
+from threadline.core.process import background
 from threadline.core.services import Services
-from threadline.core.sweeper import Sweeper
-from threadline.core.webhooks import WebhookDeliverer
-from threadline.core.worker import Worker
 from threadline.graphs import GraphRegistry
 from threadline.http import assistants, crons, runs, store, system, threads
 from threadline.http.cors import install_cors
@@ -33,34 +29,15 @@ def create_app(settings: Settings, graphs: GraphRegistry | None = None) -> FastA
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await services.start()
-        await ensure_system_assistants(services)
-        worker = Worker(services)
-        services.worker = worker
-        await worker.start()
-        sweeper = Sweeper(services)
-        sweeper.start()
-        scheduler = CronScheduler(services)
-        services.cron_scheduler = scheduler
-        scheduler.start()
-        deliverer = WebhookDeliverer(services.db, settings.config.webhooks)
-        services.webhooks = deliverer
-        deliverer.start()
-        logger.info(
-            "Threadline %s serving graphs %s on %s (%d jobs)",
-            __version__,
-            ", ".join(graphs.graph_ids),
-            services.db.name,
-            settings.jobs,
-        )
-        try:
+        async with background(services):
+            logger.info(
+                "Threadline %s serving graphs %s on %s (%d jobs)",
+                __version__,
+                ", ".join(graphs.graph_ids),
+                services.db.name,
+                settings.jobs,
+            )
             yield
-        finally:
-            await scheduler.stop()
-            await sweeper.stop()
-            await worker.stop()
-            await deliverer.stop()
-            await services.stop()
 
     app = FastAPI(
         title="Threadline",

@@ -397,22 +397,14 @@ def _migrate(settings: Settings) -> int:
     import psycopg
 
     async def run() -> None:
-        if settings.backend == "postgres":
-            from threadline.storage.postgres.database import PostgresDatabase
+        from threadline.core.services import Services
+        from threadline.graphs import GraphRegistry
 
-            # our tables and LangGraph's checkpoint tables
-            await PostgresDatabase(settings.database_uri).migrate()
-            return
-        import aiosqlite
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-        from threadline.storage.sqlite.database import SqliteDatabase
-
-        db = SqliteDatabase(settings.sqlite_path)
-        await db.open()
-        await db.close()
-        async with aiosqlite.connect(settings.sqlite_path) as conn:
-            await AsyncSqliteSaver(conn).setup()
+        # Opening the services migrates our tables and sets up LangGraph's checkpoint
+        # and store tables; no graph is imported.
+        services = Services.build(settings, GraphRegistry(settings.config, settings.base_dir))
+        await services.start()
+        await services.stop()
 
     _prepare_data_dir(settings)
     try:
@@ -425,15 +417,12 @@ def _migrate(settings: Settings) -> int:
 
 
 def _work(settings: Settings) -> int:
-    """`threadline worker`: Services, Worker and Sweeper as in the app's lifespan, no HTTP."""
+    """`threadline worker`: the background parts of a server (core/process.py), no HTTP."""
     import asyncio
     import signal
 
-    from threadline.core.assistants import ensure_system_assistants
+    from threadline.core.process import background
     from threadline.core.services import Services
-    from threadline.core.sweeper import Sweeper
-    from threadline.core.webhooks import WebhookDeliverer
-    from threadline.core.worker import Worker
     from threadline.graphs import GraphRegistry
 
     if settings.backend != "postgres":
@@ -454,17 +443,7 @@ def _work(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await services.start()
-        try:
-            await ensure_system_assistants(services)
-            worker = Worker(services)
-            services.worker = worker
-            await worker.start()
-            sweeper = Sweeper(services)
-            sweeper.start()
-            deliverer = WebhookDeliverer(services.db, settings.config.webhooks)
-            services.webhooks = deliverer
-            deliverer.start()
+        async with background(services) as worker:
             logger.info(
                 "Threadline %s worker %s: graphs %s on %s (%d jobs)",
                 __version__,
@@ -477,12 +456,6 @@ def _work(settings: Settings) -> int:
             logger.info(
                 "stopping: no new runs; running ones get %gs", settings.shutdown_grace_seconds
             )
-            worker.stop_claiming()
-            await sweeper.stop()
-            await worker.stop()
-            await deliverer.stop()
-        finally:
-            await services.stop()
         logger.info("worker stopped")
 
     print(
