@@ -703,3 +703,20 @@ async def test_malformed_bodies(http: httpx.AsyncClient, body: bytes) -> None:
         "/threads/search", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert r.json() == {"detail": "Invalid JSON in request body"}
+
+
+async def test_thread_storage_report(client: Client, http: httpx.AsyncClient) -> None:
+    thread = await client.threads.create()
+    empty = (await http.get(f"/threads/{thread['thread_id']}/storage")).json()
+    assert empty["total_bytes"] == 0
+    assert empty["checkpoints"] == {"count": 0, "bytes": 0}
+    await client.runs.wait(
+        thread["thread_id"], "echo", input={"messages": [{"role": "user", "content": "hi"}]}
+    )
+    report = (await http.get(f"/threads/{thread['thread_id']}/storage")).json()
+    assert report["thread_id"] == thread["thread_id"]
+    assert report["checkpoints"]["count"] >= 2
+    assert report["channel_values"]["by_channel"]["messages"]["bytes"] > 0
+    assert report["total_bytes"] >= report["checkpoints"]["bytes"] > 0
+    missing = await http.get(f"/threads/{uuid.uuid4()}/storage")
+    assert missing.status_code == 404

@@ -498,3 +498,42 @@ async def get_history(
                     limit=limit,
                 )
             ]
+
+
+async def thread_storage(services: Services, thread_id: str) -> dict[str, Any]:
+    """What a thread holds in the checkpointer, in serialized (logical) bytes.
+
+    Read through the saver itself, so it is the same on every backend; a backend that
+    shares blobs between checkpoints stores less than this reports.
+    """
+    await get_thread(services, thread_id)
+    saver = services.checkpointer
+    checkpoints = {"count": 0, "bytes": 0}
+    writes = {"count": 0, "bytes": 0}
+    by_channel: dict[str, dict[str, int]] = {}
+    async for item in saver.alist({"configurable": {"thread_id": thread_id}}):
+        checkpoints["count"] += 1
+        checkpoints["bytes"] += _size(saver, item.checkpoint)
+        for channel, value in (item.checkpoint.get("channel_values") or {}).items():
+            usage = by_channel.setdefault(channel, {"count": 0, "bytes": 0})
+            usage["count"] += 1
+            usage["bytes"] += _size(saver, value)
+        for _task_id, _channel, value in item.pending_writes or ():
+            writes["count"] += 1
+            writes["bytes"] += _size(saver, value)
+    channel_values = {
+        "count": sum(u["count"] for u in by_channel.values()),
+        "bytes": sum(u["bytes"] for u in by_channel.values()),
+        "by_channel": by_channel,
+    }
+    return {
+        "thread_id": thread_id,
+        "total_bytes": checkpoints["bytes"] + writes["bytes"],
+        "checkpoints": checkpoints,
+        "channel_values": channel_values,
+        "pending_writes": writes,
+    }
+
+
+def _size(saver: Any, value: Any) -> int:
+    return len(saver.serde.dumps_typed(value)[1])

@@ -63,6 +63,8 @@ class _Active:
     # why the run stops without an end of its own: "shutdown" (put back in the queue) or
     # "lost" (its lease could not be kept: leave it to whoever takes it next)
     abandon: str | None = None
+    # its end is recorded: what is left (stream close, clean-up) must not be interrupted
+    settled: bool = False
 
 
 class Worker:
@@ -195,13 +197,13 @@ class Worker:
         active = self.active.get(run_id)
         if active is None:
             return False
-        if active.cancel_action is None and active.abandon is None:
+        if active.cancel_action is None and active.abandon is None and not active.settled:
             active.cancel_action = action
             active.task.cancel()
         return True
 
     def _abandon(self, active: _Active, why: str) -> None:
-        if active.abandon is None and active.cancel_action is None:
+        if active.abandon is None and active.cancel_action is None and not active.settled:
             active.abandon = why
             active.task.cancel()
 
@@ -214,6 +216,8 @@ class Worker:
         """Renew the lease of every run held here, and pick up cancel requests on the rows
         (a cancel signal can be lost; the row cannot)."""
         for run_id, active in list(self.active.items()):
+            if active.settled:
+                continue
             now = utcnow()
             lease_until = now + datetime.timedelta(seconds=self.lease_seconds)
             try:
@@ -264,6 +268,7 @@ class Worker:
                         await self._release(run_id)
                     raise
                 await settle_cancelled_run(self.services, run, action)
+                self._mark_settled(run_id)
                 await self._after_finish(run)
                 await publisher.close({"status": "interrupted", "output": None})
                 return
@@ -278,12 +283,17 @@ class Worker:
             await publisher.drain()
             if not await self._finish(run, result):
                 return  # taken away meanwhile: whoever holds it now ends it
+            self._mark_settled(run_id)
             await self._after_finish(run)
             # last, so that whoever sees the end finds the run's effects complete
             await publisher.close({"status": result.status, "output": result.output})
         finally:
             self.active.pop(run_id, None)
             self._wake.set()
+
+    def _mark_settled(self, run_id: str) -> None:
+        if (active := self.active.get(run_id)) is not None:
+            active.settled = True
 
     def _graph_call(
         self, run: Row, emit: Callable[[str, bytes], None]

@@ -134,6 +134,12 @@ async def get_thread(request: Request, thread_id: str, include: str | None = Non
     return json_response(thread_json(thread, include=included))
 
 
+@router.get("/threads/{thread_id}/storage", response_class=JSONResponse)
+async def thread_storage(request: Request, thread_id: str) -> JSONResponse:
+    """Bytes a thread holds: checkpoints, channel values by channel, pending writes."""
+    return json_response(await core.thread_storage(_services(request), _thread_id(thread_id)))
+
+
 @router.patch("/threads/{thread_id}", response_model=None)
 async def patch_thread(
     request: Request,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -22,10 +23,16 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed_needle(needle: str) -> Any:
+    # One search compares the same needle with every row: parse it once.
+    return orjson.loads(needle)
+
+
 def _json_contains(doc: str | None, needle: str | None) -> int:
     if doc is None or needle is None:
         return 0
-    return int(contains(orjson.loads(doc), orjson.loads(needle)))
+    return int(contains(orjson.loads(doc), _parsed_needle(needle)))
 
 
 def _json_path(doc: str | None, path: str) -> str | None:
