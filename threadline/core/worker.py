@@ -267,8 +267,8 @@ class Worker:
                     if active is None or active.abandon != "lost":
                         await self._release(run_id)
                     raise
+                self._mark_settled(run_id, True)  # a heartbeat must not race the settling
                 await settle_cancelled_run(self.services, run, action)
-                self._mark_settled(run_id)
                 await self._after_finish(run)
                 await publisher.close({"status": "interrupted", "output": None})
                 return
@@ -283,7 +283,6 @@ class Worker:
             await publisher.drain()
             if not await self._finish(run, result):
                 return  # taken away meanwhile: whoever holds it now ends it
-            self._mark_settled(run_id)
             await self._after_finish(run)
             # last, so that whoever sees the end finds the run's effects complete
             await publisher.close({"status": result.status, "output": result.output})
@@ -291,9 +290,9 @@ class Worker:
             self.active.pop(run_id, None)
             self._wake.set()
 
-    def _mark_settled(self, run_id: str) -> None:
+    def _mark_settled(self, run_id: str, settled: bool) -> None:
         if (active := self.active.get(run_id)) is not None:
-            active.settled = True
+            active.settled = settled
 
     def _graph_call(
         self, run: Row, emit: Callable[[str, bytes], None]
@@ -334,9 +333,13 @@ class Worker:
         """Record the outcome, retrying while the database is away and the lease lasts;
         False if the run is no longer this worker's (or the lease ran out meanwhile)."""
         while True:
+            # Once the end is written the row is no longer `running`; a heartbeat renewing
+            # the lease meanwhile would take that for a lost run.
+            self._mark_settled(run["run_id"], True)
             try:
                 return await self._record(run, result)
             except Exception as exc:
+                self._mark_settled(run["run_id"], False)
                 active = self.active.get(run["run_id"])
                 if active is None or utcnow() >= active.lease_until:
                     logger.error(
