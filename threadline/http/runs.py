@@ -156,6 +156,26 @@ def _stream_response(
     )
 
 
+def _join_stream(
+    services: Services,
+    run: Row,
+    last_event_id: str | None,
+    stream_mode: list[str] | None,
+    cancel_on_disconnect: bool,
+) -> EventStreamResponse:
+    """Joining a run's stream: a replay only after `Last-Event-ID`, then live events."""
+    after = _event_id(last_event_id)
+    return _stream_response(
+        services,
+        run,
+        last_event_id=after,
+        replay=after is not None,
+        modes=_join_modes(stream_mode),
+        cancel_on_disconnect=cancel_on_disconnect,
+        headers={},
+    )
+
+
 def _wait_response(
     services: Services, run: Row, headers: dict[str, str], cancel_on_disconnect: bool
 ) -> DeferredJSONResponse:
@@ -271,16 +291,7 @@ async def join_run_stream(
     services = _services(request)
     thread_id = require_uuid(thread_id, "thread")
     run = await core.get_run(services, thread_id, require_uuid(run_id, "run"))
-    last_event_id = _event_id(last_event_id)
-    return _stream_response(
-        services,
-        run,
-        last_event_id=last_event_id,
-        replay=last_event_id is not None,
-        modes=_join_modes(stream_mode),
-        cancel_on_disconnect=cancel_on_disconnect,
-        headers={},
-    )
+    return _join_stream(services, run, last_event_id, stream_mode, cancel_on_disconnect)
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel")
@@ -386,16 +397,7 @@ async def join_stateless_stream(
     services = _services(request)
     run_id = require_uuid(run_id, "run")
     run = await services.runs.get(run_id) or {"run_id": run_id, "thread_id": None}
-    last_event_id = _event_id(last_event_id)
-    return _stream_response(
-        services,
-        run,
-        last_event_id=last_event_id,
-        replay=last_event_id is not None,
-        modes=_join_modes(stream_mode),
-        cancel_on_disconnect=False,
-        headers={},
-    )
+    return _join_stream(services, run, last_event_id, stream_mode, False)
 
 
 @stateless.get("/runs/{run_id}/join")
