@@ -6,40 +6,21 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
-from threadline.storage.database import Connection, Database, Row
+from threadline.storage.database import Connection, Row
+from threadline.storage.repository import Repository
 
 _FIELDS = ("graph_id", "config", "context", "metadata", "name", "description")
 _JSON = ("config", "context", "metadata")
 SORTABLE = ("assistant_id", "created_at", "updated_at", "name", "graph_id")
 
 
-class AssistantRepository:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def _decode(self, row: Row | None) -> Row | None:
-        if row is None:
-            return None
-        for key in _JSON:
-            row[key] = self.db.json_value(row[key])
-        for key in ("created_at", "updated_at"):
-            if key in row:
-                row[key] = self.db.time_value(row[key])
-        return row
-
-    def _params(self, values: dict[str, Any]) -> dict[str, Any]:
-        params = dict(values)
-        for key in _JSON:
-            if key in params:
-                params[key] = self.db.json_param(params[key])
-        for key in ("created_at", "updated_at"):
-            if key in params:
-                params[key] = self.db.time_param(params[key])
-        return params
+class AssistantRepository(Repository):
+    json_columns = _JSON
+    time_columns = ("created_at", "updated_at")
 
     async def insert(self, assistant: Row) -> Row | None:
         """Insert version 1; returns None when the id is taken."""
-        params = self._params(assistant)
+        params = self.encode(assistant)
         async with self.db.transaction() as conn:
             inserted = await conn.fetch_one(
                 "INSERT INTO assistants (assistant_id, graph_id, config, context, metadata,"
@@ -52,7 +33,7 @@ class AssistantRepository:
             if inserted is None:
                 return None
             await self._insert_version(conn, params, 1)
-        return self._decode(inserted)
+        return self.decode(inserted)
 
     async def upsert_system(self, assistant: Row) -> None:
         """Create a graph's system assistant unless it is already there."""
@@ -71,7 +52,7 @@ class AssistantRepository:
         row = await self.db.fetch_one(
             "SELECT * FROM assistants WHERE assistant_id = :id", {"id": assistant_id}
         )
-        return self._decode(row)
+        return self.decode(row)
 
     async def add_version(
         self,
@@ -86,7 +67,7 @@ class AssistantRepository:
         key replaces the current value. Returns None when the assistant does not exist.
         """
         async with self.db.transaction() as conn:
-            current = self._decode(
+            current = self.decode(
                 await conn.fetch_one(
                     "SELECT * FROM assistants WHERE assistant_id = :id", {"id": assistant_id}
                 )
@@ -104,7 +85,7 @@ class AssistantRepository:
                     merged["metadata"] = {**(current["metadata"] or {}), **(value or {})}
                 elif key in _FIELDS:
                     merged[key] = value
-            params = self._params(
+            params = self.encode(
                 {**merged, "assistant_id": assistant_id, "created_at": now, "updated_at": now}
             )
             await self._insert_version(conn, params, version)
@@ -115,7 +96,7 @@ class AssistantRepository:
                 " WHERE assistant_id = :assistant_id RETURNING *",
                 {**params, "version": version},
             )
-        return self._decode(updated)
+        return self.decode(updated)
 
     async def set_latest(
         self, assistant_id: str, version: int, now: datetime.datetime
@@ -132,9 +113,9 @@ class AssistantRepository:
             if chosen is None:
                 return None
             # decoded and encoded again: a backend may read JSON back as Python values
-            decoded = self._decode(chosen)
+            decoded = self.decode(chosen)
             assert decoded is not None
-            params = self._params({**decoded, "updated_at": now})
+            params = self.encode({**decoded, "updated_at": now})
             updated = await conn.fetch_one(
                 "UPDATE assistants SET graph_id = :graph_id, config = :config,"
                 " context = :context, metadata = :metadata, name = :name,"
@@ -142,7 +123,7 @@ class AssistantRepository:
                 " WHERE assistant_id = :assistant_id RETURNING *",
                 params,
             )
-        return self._decode(updated)
+        return self.decode(updated)
 
     async def delete(self, assistant_id: str) -> bool:
         return (
@@ -191,7 +172,7 @@ class AssistantRepository:
             " LIMIT :limit OFFSET :offset",
             {**params, "limit": limit, "offset": offset},
         )
-        return [r for r in map(self._decode, rows) if r is not None]
+        return self.decode_all(rows)
 
     async def count(
         self, *, graph_id: str | None, metadata: dict[str, Any] | None, name: str | None
@@ -214,4 +195,4 @@ class AssistantRepository:
             + " ORDER BY version DESC LIMIT :limit OFFSET :offset",
             params,
         )
-        return [r for r in map(self._decode, rows) if r is not None]
+        return self.decode_all(rows)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from threadline.storage.database import Connection, Database, Row
+from threadline.storage.database import Connection, Row
+from threadline.storage.repository import Repository
 
 _JSON = ("payload", "metadata")
 _TIMES = ("end_time", "next_run_date", "created_at", "updated_at")
@@ -41,34 +42,18 @@ SORTABLE = (
 )
 
 
-class CronRepository:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+class CronRepository(Repository):
+    json_columns = _JSON
+    time_columns = _TIMES
 
     def decode(self, row: Row | None) -> Row | None:
-        if row is None:
-            return None
-        for key in _JSON:
-            if key in row:
-                row[key] = self.db.json_value(row[key])
-        for key in _TIMES:
-            if key in row:
-                row[key] = self.db.time_value(row[key])
-        if "enabled" in row:
+        row = super().decode(row)
+        if row is not None and "enabled" in row:
             row["enabled"] = bool(row["enabled"])
         return row
 
-    def _decode_all(self, rows: list[Row]) -> list[Row]:
-        return [r for r in map(self.decode, rows) if r is not None]
-
     def encode(self, values: dict[str, Any]) -> dict[str, Any]:
-        params = dict(values)
-        for key in _JSON:
-            if key in params:
-                params[key] = self.db.json_param(params[key])
-        for key in _TIMES:
-            if key in params and params[key] is not None:
-                params[key] = self.db.time_param(params[key])
+        params = super().encode(values)
         if "enabled" in params:
             params["enabled"] = bool(params["enabled"])
         return params
@@ -155,7 +140,7 @@ class CronRepository:
             f" cron_id {order} LIMIT :limit OFFSET :offset",
             {**params, "limit": limit, "offset": offset},
         )
-        return self._decode_all(rows)
+        return self.decode_all(rows)
 
     async def count(
         self,
@@ -181,7 +166,7 @@ class CronRepository:
             " ORDER BY next_run_date LIMIT :limit",
             {"now": self.db.time_param(now), "limit": limit},
         )
-        return self._decode_all(rows)
+        return self.decode_all(rows)
 
     async def claim(
         self,

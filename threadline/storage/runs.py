@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from threadline.storage.database import Connection, Database, Row, UniqueViolation
+from threadline.storage.database import Connection, Row, UniqueViolation
+from threadline.storage.repository import Repository
 
 _JSON = ("metadata", "kwargs", "output")
 _TIMES = (
@@ -20,23 +21,9 @@ ACTIVE = ("pending", "running")
 TERMINAL = ("success", "error", "timeout", "interrupted")
 
 
-class RunRepository:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def decode(self, row: Row | None) -> Row | None:
-        if row is None:
-            return None
-        for key in _JSON:
-            if key in row:
-                row[key] = self.db.json_value(row[key])
-        for key in _TIMES:
-            if key in row:
-                row[key] = self.db.time_value(row[key])
-        return row
-
-    def _decode_all(self, rows: list[Row]) -> list[Row]:
-        return [r for r in map(self.decode, rows) if r is not None]
+class RunRepository(Repository):
+    json_columns = _JSON
+    time_columns = _TIMES
 
     def _time(self, value: datetime.datetime) -> Any:
         return self.db.time_param(value)
@@ -80,7 +67,7 @@ class RunRepository:
             " ORDER BY created_at DESC, run_id DESC LIMIT :limit OFFSET :offset",
             {"thread_id": thread_id, "status": status, "limit": limit, "offset": offset},
         )
-        return self._decode_all(rows)
+        return self.decode_all(rows)
 
     async def active_on_thread(self, conn: Connection, thread_id: str) -> list[Row]:
         rows = await conn.fetch_all(
@@ -88,7 +75,7 @@ class RunRepository:
             " ORDER BY created_at",
             {"thread_id": thread_id},
         )
-        return self._decode_all(rows)
+        return self.decode_all(rows)
 
     async def claim(
         self, worker_id: str, now: datetime.datetime, lease_until: datetime.datetime
@@ -192,7 +179,7 @@ class RunRepository:
             f"SELECT * FROM runs WHERE status IN ({', '.join(':' + n for n in names)})",
             dict(zip(names, statuses, strict=True)),
         )
-        return self._decode_all(rows)
+        return self.decode_all(rows)
 
     async def request_cancel(self, conn: Connection, run_id: str, action: str) -> None:
         await conn.execute(
@@ -221,7 +208,7 @@ class RunRepository:
         stale_clause = " AND lease_expires_at < :now" if expired_only else ""
         params = {"now": self._time(now)}
         async with self.db.transaction() as conn:
-            candidates = self._decode_all(
+            candidates = self.decode_all(
                 await conn.fetch_all(
                     f"SELECT * FROM runs WHERE status = 'running'{stale_clause}"
                     f" ORDER BY created_at{self.db.skip_locked}",

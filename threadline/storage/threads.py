@@ -5,37 +5,17 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from threadline.storage.database import Connection, Database, Row
+from threadline.storage.database import Connection, Row
+from threadline.storage.repository import Repository
 
 _JSON = ("metadata", "config", "values", "interrupts", "error", "ttl")
 _TIMES = ("created_at", "updated_at", "state_updated_at", "expires_at")
 SORTABLE = ("thread_id", "status", "created_at", "updated_at", "state_updated_at")
 
 
-class ThreadRepository:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def decode(self, row: Row | None) -> Row | None:
-        if row is None:
-            return None
-        for key in _JSON:
-            if key in row:
-                row[key] = self.db.json_value(row[key])
-        for key in _TIMES:
-            if key in row:
-                row[key] = self.db.time_value(row[key])
-        return row
-
-    def encode(self, values: dict[str, Any]) -> dict[str, Any]:
-        params = dict(values)
-        for key in _JSON:
-            if key in params:
-                params[key] = self.db.json_param(params[key])
-        for key in _TIMES:
-            if key in params and params[key] is not None:
-                params[key] = self.db.time_param(params[key])
-        return params
+class ThreadRepository(Repository):
+    json_columns = _JSON
+    time_columns = _TIMES
 
     async def insert(self, thread: Row, conn: Connection | None = None) -> Row | None:
         """Insert a thread; returns None when the id is taken."""

@@ -5,22 +5,15 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from threadline.storage.database import Connection, Database, Row
+from threadline.storage.database import Connection, Row
+from threadline.storage.repository import Repository
 
 _TIMES = ("next_attempt_at", "delivered_at", "created_at")
 
 
-class WebhookRepository:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def _decode(self, row: Row | None) -> Row | None:
-        if row is None:
-            return None
-        row["payload"] = self.db.json_value(row["payload"])
-        for key in _TIMES:
-            row[key] = self.db.time_value(row[key])
-        return row
+class WebhookRepository(Repository):
+    json_columns = ("payload",)
+    time_columns = _TIMES
 
     async def insert(
         self,
@@ -56,7 +49,7 @@ class WebhookRepository:
             " AND next_attempt_at <= :now RETURNING *",
             {"now": self.db.time_param(now), "lease": self.db.time_param(lease_until)},
         )
-        return self._decode(row)
+        return self.decode(row)
 
     async def settle(
         self,
