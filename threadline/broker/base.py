@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from typing import Any
 
 END_OF_STREAM = "__end__"
 
@@ -78,3 +81,43 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def listen(self, channel: str) -> AsyncIterator[str]:
         """Signals sent to `channel` from now on."""
+
+
+class LocalListeners:
+    """This process's listeners of signals, by channel; every broker fans signals out here."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
+
+    def deliver(self, channel: str, message: str) -> None:
+        for queue in self._queues.get(channel, ()):
+            queue.put_nowait(message)
+
+    async def listen(self, channel: str) -> AsyncIterator[str]:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queues[channel].add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._queues[channel].discard(queue)
+
+
+class BackgroundTasks:
+    """A broker's long-running loops and its fire-and-forget chores."""
+
+    def __init__(self) -> None:
+        self.loops: list[asyncio.Task[None]] = []
+        self._chores: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    async def stop(self) -> None:
+        for task in self.loops:
+            task.cancel()
+        await asyncio.gather(*self.loops, return_exceptions=True)
+        if self._chores:
+            await asyncio.wait(self._chores, timeout=2)

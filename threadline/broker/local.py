@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from threadline.broker.base import END_OF_STREAM, Broker, StreamEvent, parse_event_id
+from threadline.broker.base import (
+    END_OF_STREAM,
+    Broker,
+    LocalListeners,
+    StreamEvent,
+    parse_event_id,
+)
 
 # A finished stream stays replayable this long (the reference keeps 120 s).
 RETENTION_SECONDS = 120.0
@@ -33,7 +39,7 @@ class _Stream:
 class LocalBroker(Broker):
     def __init__(self) -> None:
         self._streams: dict[str, _Stream] = {}
-        self._listeners: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
+        self._listeners = LocalListeners()
         self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -122,14 +128,7 @@ class LocalBroker(Broker):
         return bool(state and state.subscribers)
 
     async def notify(self, channel: str, message: str = "") -> None:
-        for queue in self._listeners.get(channel, ()):
-            queue.put_nowait(message)
+        self._listeners.deliver(channel, message)
 
-    async def listen(self, channel: str) -> AsyncIterator[str]:
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        self._listeners[channel].add(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._listeners[channel].discard(queue)
+    def listen(self, channel: str) -> AsyncIterator[str]:
+        return self._listeners.listen(channel)

@@ -31,7 +31,14 @@ import psycopg
 import psycopg_pool
 from psycopg import sql as pgsql
 
-from threadline.broker.base import END_OF_STREAM, Broker, StreamEvent, parse_event_id
+from threadline.broker.base import (
+    END_OF_STREAM,
+    BackgroundTasks,
+    Broker,
+    LocalListeners,
+    StreamEvent,
+    parse_event_id,
+)
 from threadline.core.errors import Unavailable
 from threadline.storage.postgres.database import PostgresDatabase
 
@@ -111,14 +118,13 @@ class PostgresBroker(Broker):
         self.signals_channel = _channel_name(prefix, "signals")
         self._subscriptions: dict[str, _Subscription] = {}
         self._by_stream: dict[str, set[_Subscription]] = defaultdict(set)
-        self._listeners: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
-        self._tasks: list[asyncio.Task[None]] = []
-        self._chores: set[asyncio.Task[Any]] = set()
+        self._listeners = LocalListeners()
+        self._background = BackgroundTasks()
         self._listening = asyncio.Event()
 
     # --- life cycle -----------------------------------------------------------------
     async def start(self) -> None:
-        self._tasks = [
+        self._background.loops = [
             asyncio.create_task(self._listen_forever(), name="pg-broker-listen"),
             asyncio.create_task(self._refresh_watchers_forever(), name="pg-broker-watchers"),
             asyncio.create_task(self._reap_forever(), name="pg-broker-reaper"),
@@ -128,11 +134,7 @@ class PostgresBroker(Broker):
 
     async def stop(self) -> None:
         await self.end_subscriptions()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._chores:
-            await asyncio.wait(self._chores, timeout=2)
+        await self._background.stop()
 
     async def end_subscriptions(self) -> None:
         for subscription in list(self._subscriptions.values()):
@@ -145,11 +147,6 @@ class PostgresBroker(Broker):
             raise
         except _DATABASE_ERRORS as exc:
             raise Unavailable(f"the database is not reachable ({what}): {exc}") from exc
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._chores.add(task)
-        task.add_done_callback(self._chores.discard)
 
     # --- streams ------------------------------------------------------------------------
     async def _append(self, sql: str, stream: str, event: str, data: bytes) -> str | None:
@@ -213,7 +210,7 @@ class PostgresBroker(Broker):
                 if not followers:
                     del self._by_stream[subscription.stream]
             if watched:
-                self._spawn(self._unwatch(subscription))
+                self._background.spawn(self._unwatch(subscription))
 
     async def _attach(
         self, subscription: _Subscription, last_event_id: str | None, replay: bool
@@ -366,14 +363,8 @@ class PostgresBroker(Broker):
         except _DATABASE_ERRORS as exc:
             logger.warning("signal %s not sent, the database is not reachable: %s", channel, exc)
 
-    async def listen(self, channel: str) -> AsyncIterator[str]:
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        self._listeners[channel].add(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._listeners[channel].discard(queue)
+    def listen(self, channel: str) -> AsyncIterator[str]:
+        return self._listeners.listen(channel)
 
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == self.events_channel:
@@ -381,8 +372,7 @@ class PostgresBroker(Broker):
                 subscription.wake.set()
         elif channel == self.signals_channel:
             name, _, message = payload.partition("\n")
-            for queue in self._listeners.get(name, ()):
-                queue.put_nowait(message)
+            self._listeners.deliver(name, message)
 
     async def _listen_forever(self) -> None:
         delay = 0.1

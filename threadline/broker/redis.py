@@ -25,7 +25,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -36,7 +35,14 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from threadline.broker.base import END_OF_STREAM, Broker, StreamEvent, parse_event_id
+from threadline.broker.base import (
+    END_OF_STREAM,
+    BackgroundTasks,
+    Broker,
+    LocalListeners,
+    StreamEvent,
+    parse_event_id,
+)
 from threadline.core.errors import Unavailable
 
 logger = logging.getLogger("threadline.broker.redis")
@@ -123,9 +129,8 @@ class RedisBroker(Broker):
         self.prefix = prefix
         self._redis: Redis | None = None
         self._subscriptions: dict[str, _Subscription] = {}
-        self._listeners: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
-        self._tasks: list[asyncio.Task[None]] = []
-        self._chores: set[asyncio.Task[Any]] = set()
+        self._listeners = LocalListeners()
+        self._background = BackgroundTasks()
         self._publish_script: Any = None
         self._close_script: Any = None
         self._listening = asyncio.Event()
@@ -164,7 +169,7 @@ class RedisBroker(Broker):
             await self._redis.aclose()
             self._redis = None
             raise Unavailable(f"Redis at {redacted(self.url)} is not reachable: {exc}") from exc
-        self._tasks = [
+        self._background.loops = [
             asyncio.create_task(self._signals_forever(), name="redis-signals"),
             asyncio.create_task(self._refresh_watchers_forever(), name="redis-watchers"),
         ]
@@ -174,11 +179,7 @@ class RedisBroker(Broker):
 
     async def stop(self) -> None:
         await self.end_subscriptions()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._chores:
-            await asyncio.wait(self._chores, timeout=2)
+        await self._background.stop()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -192,11 +193,6 @@ class RedisBroker(Broker):
             return await command()
         except _CONNECTION_ERRORS as exc:
             raise Unavailable(f"Redis is not reachable ({what}): {exc}") from exc
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._chores.add(task)
-        task.add_done_callback(self._chores.discard)
 
     # --- streams --------------------------------------------------------------------
     async def publish(self, stream: str, event: str, data: bytes) -> str:
@@ -257,7 +253,7 @@ class RedisBroker(Broker):
         finally:
             self._subscriptions.pop(subscription.id, None)
             if watched:
-                self._spawn(self._unwatch(stream, subscription.id))
+                self._background.spawn(self._unwatch(stream, subscription.id))
 
     async def _attach(
         self, subscription: _Subscription, last_event_id: str | None, replay: bool
@@ -368,14 +364,8 @@ class RedisBroker(Broker):
         except _CONNECTION_ERRORS as exc:
             logger.warning("signal %s not sent, Redis is not reachable: %s", channel, exc)
 
-    async def listen(self, channel: str) -> AsyncIterator[str]:
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        self._listeners[channel].add(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._listeners[channel].discard(queue)
+    def listen(self, channel: str) -> AsyncIterator[str]:
+        return self._listeners.listen(channel)
 
     async def _signals_forever(self) -> None:
         """One pattern subscription per process fans signals out to local listeners."""
@@ -399,8 +389,7 @@ class RedisBroker(Broker):
                         continue
                     channel = _text(message["channel"])[offset:]
                     data = _text(message["data"])
-                    for queue in self._listeners.get(channel, ()):
-                        queue.put_nowait(data)
+                    self._listeners.deliver(channel, data)
             except _CONNECTION_ERRORS as exc:
                 if delay == 0.1:
                     logger.warning("Redis went away; signals are lost until it is back: %s", exc)
