@@ -396,6 +396,8 @@ def _migrate(settings: Settings) -> int:
 
     import psycopg
 
+    from threadline.storage.database import DatabaseUnavailable
+
     async def run() -> None:
         from threadline.core.services import Services
         from threadline.graphs import GraphRegistry
@@ -409,7 +411,12 @@ def _migrate(settings: Settings) -> int:
     _prepare_data_dir(settings)
     try:
         asyncio.run(run())
-    except (OSError, sqlite3.OperationalError, psycopg.OperationalError) as exc:
+    except (
+        OSError,
+        sqlite3.OperationalError,
+        psycopg.OperationalError,
+        DatabaseUnavailable,
+    ) as exc:
         print(f"threadline: cannot migrate {settings.database_label}: {exc}", file=sys.stderr)
         return 1
     print(f"threadline: database {settings.database_label} is up to date")

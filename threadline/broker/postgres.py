@@ -40,6 +40,7 @@ from threadline.broker.base import (
     parse_event_id,
 )
 from threadline.core.errors import Unavailable
+from threadline.storage.database import DatabaseUnavailable
 from threadline.storage.postgres.database import PostgresDatabase
 
 logger = logging.getLogger("threadline.broker.postgres")
@@ -58,6 +59,7 @@ _DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     psycopg_pool.PoolTimeout,
     OSError,
     Unavailable,
+    DatabaseUnavailable,
 )
 
 T = TypeVar("T")

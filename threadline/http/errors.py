@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from threadline.core import errors
 from threadline.http.responses import json_response
+from threadline.storage.database import DatabaseUnavailable
 
 logger = logging.getLogger("threadline.http")
 
@@ -67,7 +68,13 @@ async def _http_error(request: Request, exc: Exception) -> Any:
     return json_response({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> Any:
+    logger.warning("%s %s: %s", request.method, request.url.path, exc)
+    return json_response({"detail": str(exc)}, status_code=503)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     app.add_exception_handler(errors.ThreadlineError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

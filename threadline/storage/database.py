@@ -20,6 +20,10 @@ Row = dict[str, Any]
 Params = Mapping[str, Any]
 
 
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached right now (a restart, a network fault)."""
+
+
 class UniqueViolation(Exception):
     """A statement broke a unique constraint (whatever the backend's own exception)."""
 

@@ -13,8 +13,8 @@ import datetime
 import functools
 import logging
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,17 @@ import psycopg.errors
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from threadline.serialization import dumps
-from threadline.storage.database import Connection, Database, Params, Row, UniqueViolation
+from threadline.storage.database import (
+    Connection,
+    Database,
+    DatabaseUnavailable,
+    Params,
+    Row,
+    UniqueViolation,
+)
 from threadline.storage.postgres.checkpoints import PostgresCheckpoints
 
 logger = logging.getLogger("threadline.storage")
@@ -82,6 +89,15 @@ class _PostgresConnection(Connection):
     async def execute(self, sql: str, params: Params | None = None) -> int:
         cursor = await self._execute(sql, params)
         return max(cursor.rowcount, 0)
+
+
+@contextmanager
+def _unavailable_when_unreachable() -> Iterator[None]:
+    """A lost server or an exhausted pool is the deployment's fault, not the request's."""
+    try:
+        yield
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise DatabaseUnavailable(f"PostgreSQL is not reachable: {exc}") from exc
 
 
 class PostgresDatabase(Database):
@@ -178,14 +194,16 @@ class PostgresDatabase(Database):
     # --- connections -----------------------------------------------------------
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self.pool.connection() as conn, conn.transaction():
-            yield _PostgresConnection(conn)
+        with _unavailable_when_unreachable():
+            async with self.pool.connection() as conn, conn.transaction():
+                yield _PostgresConnection(conn)
 
     @asynccontextmanager
     async def _autocommit(self) -> AsyncIterator[Connection]:
         # One statement commits on its own: no BEGIN/COMMIT round trips.
-        async with self.pool.connection() as conn:
-            yield _PostgresConnection(conn)
+        with _unavailable_when_unreachable():
+            async with self.pool.connection() as conn:
+                yield _PostgresConnection(conn)
 
     async def fetch_one(self, sql: str, params: Params | None = None) -> Row | None:
         async with self._autocommit() as conn:
