@@ -193,6 +193,37 @@ def _wait_response(
     )
 
 
+async def _create_and_stream(
+    request: Request, thread_id: str | None, body: RunCreateStateful | RunCreateStateless
+) -> EventStreamResponse:
+    """Create a run (stateless when `thread_id` is None) and stream it from its start."""
+    services = _services(request)
+    run = await core.create_run(services, thread_id, _to_request(body, request))
+    return _stream_response(
+        services,
+        run,
+        last_event_id="-1",
+        replay=True,
+        modes=None,
+        cancel_on_disconnect=body.on_disconnect == "cancel",
+        headers=_locations(run, stateless_run=thread_id is None, suffix="stream"),
+    )
+
+
+async def _create_and_wait(
+    request: Request, thread_id: str | None, body: RunCreateStateful | RunCreateStateless
+) -> DeferredJSONResponse:
+    """Create a run (stateless when `thread_id` is None) and answer with its outcome."""
+    services = _services(request)
+    run = await core.create_run(services, thread_id, _to_request(body, request))
+    return _wait_response(
+        services,
+        run,
+        _locations(run, stateless_run=thread_id is None, suffix="join"),
+        body.on_disconnect == "cancel",
+    )
+
+
 # --- stateful runs --------------------------------------------------------------------
 
 
@@ -212,29 +243,12 @@ def _run_thread_id(thread_id: str) -> str:
 
 @router.post("/threads/{thread_id}/runs/stream")
 async def stream_run(thread_id: str, body: RunCreateStateful, request: Request) -> Any:
-    services = _services(request)
-    run = await core.create_run(services, _run_thread_id(thread_id), _to_request(body, request))
-    return _stream_response(
-        services,
-        run,
-        last_event_id="-1",
-        replay=True,
-        modes=None,
-        cancel_on_disconnect=body.on_disconnect == "cancel",
-        headers=_locations(run, stateless_run=False, suffix="stream"),
-    )
+    return await _create_and_stream(request, _run_thread_id(thread_id), body)
 
 
 @router.post("/threads/{thread_id}/runs/wait")
 async def wait_run(thread_id: str, body: RunCreateStateful, request: Request) -> Any:
-    services = _services(request)
-    run = await core.create_run(services, _run_thread_id(thread_id), _to_request(body, request))
-    return _wait_response(
-        services,
-        run,
-        _locations(run, stateless_run=False, suffix="join"),
-        body.on_disconnect == "cancel",
-    )
+    return await _create_and_wait(request, _run_thread_id(thread_id), body)
 
 
 @router.get("/threads/{thread_id}/runs", response_class=JSONResponse)
@@ -343,29 +357,12 @@ async def create_stateless_run(body: RunCreateStateless, request: Request) -> Re
 
 @stateless.post("/runs/stream")
 async def stream_stateless_run(body: RunCreateStateless, request: Request) -> Any:
-    services = _services(request)
-    run = await core.create_run(services, None, _to_request(body, request))
-    return _stream_response(
-        services,
-        run,
-        last_event_id="-1",
-        replay=True,
-        modes=None,
-        cancel_on_disconnect=body.on_disconnect == "cancel",
-        headers=_locations(run, stateless_run=True, suffix="stream"),
-    )
+    return await _create_and_stream(request, None, body)
 
 
 @stateless.post("/runs/wait")
 async def wait_stateless_run(body: RunCreateStateless, request: Request) -> Any:
-    services = _services(request)
-    run = await core.create_run(services, None, _to_request(body, request))
-    return _wait_response(
-        services,
-        run,
-        _locations(run, stateless_run=True, suffix="join"),
-        body.on_disconnect == "cancel",
-    )
+    return await _create_and_wait(request, None, body)
 
 
 @stateless.post("/runs/batch", response_class=JSONResponse)
