@@ -58,16 +58,20 @@ class Database(abc.ABC):
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
         """A connection whose statements commit together, or roll back on error."""
 
+    @abc.abstractmethod
+    def autocommit(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for one statement that commits on its own (no BEGIN/COMMIT)."""
+
     async def fetch_one(self, sql: str, params: Params | None = None) -> Row | None:
-        async with self.transaction() as conn:
+        async with self.autocommit() as conn:
             return await conn.fetch_one(sql, params)
 
     async def fetch_all(self, sql: str, params: Params | None = None) -> list[Row]:
-        async with self.transaction() as conn:
+        async with self.autocommit() as conn:
             return await conn.fetch_all(sql, params)
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
-        async with self.transaction() as conn:
+        async with self.autocommit() as conn:
             return await conn.execute(sql, params)
 
     # --- dialect -------------------------------------------------------------

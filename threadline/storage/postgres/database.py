@@ -199,23 +199,11 @@ class PostgresDatabase(Database):
                 yield _PostgresConnection(conn)
 
     @asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[Connection]:
+    async def autocommit(self) -> AsyncIterator[Connection]:
         # One statement commits on its own: no BEGIN/COMMIT round trips.
         with _unavailable_when_unreachable():
             async with self.pool.connection() as conn:
                 yield _PostgresConnection(conn)
-
-    async def fetch_one(self, sql: str, params: Params | None = None) -> Row | None:
-        async with self._autocommit() as conn:
-            return await conn.fetch_one(sql, params)
-
-    async def fetch_all(self, sql: str, params: Params | None = None) -> list[Row]:
-        async with self._autocommit() as conn:
-            return await conn.fetch_all(sql, params)
-
-    async def execute(self, sql: str, params: Params | None = None) -> int:
-        async with self._autocommit() as conn:
-            return await conn.execute(sql, params)
 
     # --- dialect ---------------------------------------------------------------
     def json_param(self, value: Any) -> Any:

@@ -146,20 +146,8 @@ class SqliteDatabase(Database):
                 raise
             await conn.execute("COMMIT")
 
-    async def fetch_one(self, sql: str, params: Params | None = None) -> Row | None:
-        async with self._autocommit() as conn:
-            return await conn.fetch_one(sql, params)
-
-    async def fetch_all(self, sql: str, params: Params | None = None) -> list[Row]:
-        async with self._autocommit() as conn:
-            return await conn.fetch_all(sql, params)
-
-    async def execute(self, sql: str, params: Params | None = None) -> int:
-        async with self._autocommit() as conn:
-            return await conn.execute(sql, params)
-
     @asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[Connection]:
+    async def autocommit(self) -> AsyncIterator[Connection]:
         # A single statement needs no BEGIN/COMMIT round trips; it only must not
         # land inside another coroutine's open transaction.
         if self._conn is None:
