@@ -142,6 +142,23 @@ async def _collect(events: AsyncIterator[StreamEvent], timeout: float = 5.0) -> 
     return await asyncio.wait_for(drain(), timeout)
 
 
+async def _collect_some(events: AsyncIterator[StreamEvent], count: int) -> list[StreamEvent]:
+    """The first `count` events of a stream that is never closed."""
+    got: list[StreamEvent] = []
+
+    async def take() -> None:
+        async for event in events:
+            got.append(event)
+            if len(got) == count:
+                return
+
+    try:
+        await asyncio.wait_for(take(), 5)
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    return got
+
+
 async def _started(
     broker: Broker,
     stream: str,
@@ -196,6 +213,25 @@ class TestBroker:
         assert [e.data for e in events if e.data.startswith(b"a")] == [
             f"a{i}".encode() for i in range(30)
         ]
+
+    async def test_counted_appends_from_two_processes_share_no_number(
+        self, broker: Broker, peer: Broker
+    ) -> None:
+        stream = f"protocol:{uuid.uuid4()}"
+        task, _ = await _started(broker, stream, "-1")
+
+        async def append(source: Broker, tag: str) -> list[int]:
+            return [await source.append(stream, "custom", f"{tag}{i}".encode()) for i in range(20)]
+
+        numbers = await asyncio.gather(append(broker, "a"), append(peer, "b"))
+        assert sorted(numbers[0] + numbers[1]) == list(range(1, 41))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        after = await _collect_some(peer.subscribe(stream, "0-35"), 5)
+        assert [e.id for e in after] == [f"0-{n}" for n in range(36, 41)]
+        replayed = await _collect_some(peer.subscribe(stream, "-1"), 40)
+        assert [parse_event_id(e.id)[1] for e in replayed] == list(range(1, 41))
 
     async def test_resume_after_last_event_id(self, broker: Broker, peer: Broker) -> None:
         stream = _stream()
@@ -480,3 +516,18 @@ async def test_postgres_reaps_ended_streams(
         await two.stop()
         for db in dbs:
             await db.close()
+
+
+def test_local_streams_are_dropped_when_ended_or_idle_and_unwatched() -> None:
+    import asyncio as _asyncio
+
+    from threadline.broker import local
+
+    now = time.monotonic()
+    ended = local._Stream(closed_at=now - local.RETENTION_SECONDS - 1)
+    idle = local._Stream(touched_at=now - local.IDLE_SECONDS - 1)
+    fresh = local._Stream(touched_at=now - 1)
+    watched = local._Stream(touched_at=now - local.IDLE_SECONDS - 1)
+    watched.subscribers.add(_asyncio.Queue())
+    assert local._expired(ended, now) and local._expired(idle, now)
+    assert not local._expired(fresh, now) and not local._expired(watched, now)

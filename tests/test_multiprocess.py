@@ -378,6 +378,74 @@ async def test_redis_restart_mid_run_loses_no_run_and_runs_none_twice(
     assert first[0].event == "metadata" and len(first) == 2
 
 
+async def test_thread_protocol_across_processes(live: Cluster) -> None:
+    """Commands to the API-only process, the run on another, the thread's events read from
+    each process, a dropped reader resumed on another process, cancel from a third."""
+    api = live.client(live.b)
+    async with api.threads.stream(assistant_id="tool_agent") as thread:
+        await thread.run.start(input={"messages": [{"role": "user", "content": "weather?"}]})
+        messages = [message async for message in thread.messages]
+        texts = [await message.text for message in messages]
+        output = await thread.output
+    assert texts[-1] == "The forecast: It is sunny in Paris."
+    assert output["messages"][-1]["content"]
+
+    body = {"channels": ["values", "messages", "tools", "lifecycle"]}
+    seen: dict[str, list[int]] = {}
+    for proc in (live.a, live.b):
+        async with httpx.AsyncClient(base_url=proc.url, timeout=20) as http:
+            numbers: list[int] = []
+            since = {} if not seen else {"since": seen["a"][4]}
+            async with http.stream(
+                "POST", f"/threads/{thread.thread_id}/stream/events", json={**body, **since}
+            ) as response:
+                async for frame in frames(response):
+                    if frame.is_comment:
+                        continue
+                    numbers.append(int(frame.id or 0))
+                    if _lifecycle(frame) == "completed":
+                        break
+                    if not seen and len(numbers) == 5:
+                        break  # the dropped connection
+            seen["a" if not seen else "b"] = numbers
+    resumed = seen["a"][:5] + seen["b"]
+    assert resumed == sorted(set(resumed)) and resumed[0] == 1
+
+    # cancel from A a protocol run executing on the worker or A
+    thread_id = str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=live.b.url, timeout=20) as http:
+        started = await http.post(
+            f"/threads/{thread_id}/commands",
+            json={
+                "id": 1,
+                "method": "run.start",
+                "params": {
+                    "assistant_id": "slow",
+                    "input": {},
+                    "config": {"configurable": {"steps": 200, "delay": 0.05}},
+                },
+            },
+        )
+        run_id = started.json()["result"]["run_id"]
+        await live.executor_of(run_id)
+        await live.client(live.a).runs.cancel(thread_id, run_id)
+        async with http.stream(
+            "POST", f"/threads/{thread_id}/stream/events", json={"channels": ["lifecycle"]}
+        ) as response:
+            ends = []
+            async for frame in frames(response):
+                if not frame.is_comment and _lifecycle(frame) != "running":
+                    ends.append(frame.data["params"]["data"])
+                    break
+    assert ends[0]["event"] == "failed" and "cancelled" in ends[0]["error"]
+
+
+def _lifecycle(frame: Frame) -> str | None:
+    if frame.event != "lifecycle":
+        return None
+    return str(frame.data["params"]["data"]["event"])
+
+
 def test_worker_command_needs_a_shared_database(tmp_path: Any, capsys: Any) -> None:
     from threadline.cli import main
 

@@ -12,7 +12,7 @@ from threadline import __version__
 from threadline.core.process import background
 from threadline.core.services import Services
 from threadline.graphs import GraphRegistry
-from threadline.http import assistants, crons, runs, store, system, threads
+from threadline.http import assistants, crons, protocol, runs, store, system, threads
 from threadline.http.cors import install_cors
 from threadline.http.errors import InternalErrorMiddleware, install_error_handlers
 from threadline.http.responses import JSONResponse
@@ -55,6 +55,7 @@ def create_app(settings: Settings, graphs: GraphRegistry | None = None) -> FastA
     app.include_router(system.router)
     app.include_router(assistants.router)
     app.include_router(threads.router)
+    app.include_router(protocol.router)
     app.include_router(crons.router)
     app.include_router(runs.router)
     app.include_router(runs.stateless)

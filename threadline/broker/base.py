@@ -55,6 +55,13 @@ class Broker(abc.ABC):
         """Append an event; returns its id."""
 
     @abc.abstractmethod
+    async def append(self, stream: str, event: str, data: bytes) -> int:
+        """Append an event numbered by the stream itself: its id is `0-<n>`, n counting
+        from 1 whichever process appends (a thread's protocol log, whose readers resume
+        `since` a number). Returns n. A stream is written with `publish` or with `append`,
+        never both."""
+
+    @abc.abstractmethod
     async def close_stream(self, stream: str, final: bytes = b"") -> None:
         """Mark the stream finished: subscribers end after the last event.
 
@@ -69,6 +76,12 @@ class Broker(abc.ABC):
 
         Without `last_event_id`, `replay=False` gives only events published from now on.
         """
+
+    async def check(self) -> None:
+        """Raise `Unavailable` unless a subscription could start now: a stream is refused
+        before its response starts rather than broken after. By default it always can (an
+        in-process broker; PostgreSQL's, which fails with the database)."""
+        return None
 
     @abc.abstractmethod
     async def has_subscribers(self, stream: str) -> bool:

@@ -18,6 +18,7 @@ from threadline.broker.base import (
 
 # A finished stream stays replayable this long (the reference keeps 120 s).
 RETENTION_SECONDS = 120.0
+IDLE_SECONDS = 3600.0  # a stream nobody closes (a thread's) is dropped once this idle (memory)
 MAX_EVENTS_PER_STREAM = 100_000
 
 
@@ -28,12 +29,21 @@ class _Stream:
     last_ms: int = 0
     seq: int = 0
     closed_at: float | None = None
+    touched_at: float = field(default_factory=time.monotonic)
 
     def next_id(self) -> str:
         now = int(time.time() * 1000)
         self.last_ms = max(self.last_ms, now)
         self.seq += 1
         return f"{self.last_ms}-{self.seq}"
+
+
+def _expired(stream: _Stream, now: float) -> bool:
+    if stream.subscribers:
+        return False
+    if stream.closed_at is not None:
+        return stream.closed_at < now - RETENTION_SECONDS
+    return stream.touched_at < now - IDLE_SECONDS
 
 
 class LocalBroker(Broker):
@@ -58,10 +68,8 @@ class LocalBroker(Broker):
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(10)
-            cutoff = time.monotonic() - RETENTION_SECONDS
-            for name in [
-                n for n, s in self._streams.items() if s.closed_at and s.closed_at < cutoff
-            ]:
+            now = time.monotonic()
+            for name in [n for n, s in self._streams.items() if _expired(s, now)]:
                 del self._streams[name]
 
     def _stream(self, name: str) -> _Stream:
@@ -75,7 +83,16 @@ class LocalBroker(Broker):
 
     def publish_nowait(self, stream: str, event: str, data: bytes) -> str:
         state = self._stream(stream)
-        item = StreamEvent(state.next_id(), event, data)
+        return self._add(state, StreamEvent(state.next_id(), event, data))
+
+    async def append(self, stream: str, event: str, data: bytes) -> int:
+        state = self._stream(stream)
+        state.seq += 1
+        self._add(state, StreamEvent(f"0-{state.seq}", event, data))
+        return state.seq
+
+    def _add(self, state: _Stream, item: StreamEvent) -> str:
+        state.touched_at = time.monotonic()
         state.log.append(item)
         for queue in state.subscribers:
             queue.put_nowait(item)

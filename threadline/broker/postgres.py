@@ -89,6 +89,22 @@ _PUBLISH = _APPEND.format(closed="NULL", only_open="")
 _CLOSE = _APPEND.format(closed="now()", only_open="WHERE h.closed_at IS NULL")
 
 
+# A counted stream's numbers live in its head row: `last_seq` counts, `last_ms` stays 0.
+_APPEND_COUNTED = """
+WITH head AS (
+    INSERT INTO stream_heads AS h (stream, last_ms, last_seq, closed_at, updated_at)
+    VALUES (:stream, 0, 1, NULL, now())
+    ON CONFLICT (stream) DO UPDATE SET last_seq = h.last_seq + 1, updated_at = now()
+    RETURNING last_ms, last_seq
+), appended AS (
+    INSERT INTO stream_events (stream, ms, seq, event, data)
+    SELECT :stream, last_ms, last_seq, :event, :data FROM head
+    RETURNING ms, seq
+)
+SELECT ms, seq, pg_notify(:channel, :stream) AS notified FROM appended
+"""
+
+
 def _channel_name(prefix: str, kind: str) -> str:
     name = f"{prefix}:{kind}"
     if len(name.encode()) <= 63:  # longer identifiers are truncated by PostgreSQL
@@ -152,7 +168,13 @@ class PostgresBroker(Broker):
 
     # --- streams ------------------------------------------------------------------------
     async def _append(self, sql: str, stream: str, event: str, data: bytes) -> str | None:
-        row = await self._call(
+        row = await self._append_row(sql, stream, event, data)
+        return None if row is None else f"{row['ms']}-{row['seq']}"
+
+    async def _append_row(
+        self, sql: str, stream: str, event: str, data: bytes
+    ) -> dict[str, Any] | None:
+        return await self._call(
             "publish",
             lambda: self.db.fetch_one(
                 sql,
@@ -165,12 +187,16 @@ class PostgresBroker(Broker):
                 },
             ),
         )
-        return None if row is None else f"{row['ms']}-{row['seq']}"
 
     async def publish(self, stream: str, event: str, data: bytes) -> str:
         event_id = await self._append(_PUBLISH, stream, event, data)
         assert event_id is not None
         return event_id
+
+    async def append(self, stream: str, event: str, data: bytes) -> int:
+        row = await self._append_row(_APPEND_COUNTED, stream, event, data)
+        assert row is not None
+        return int(row["seq"])
 
     async def close_stream(self, stream: str, final: bytes = b"") -> None:
         await self._append(_CLOSE, stream, END_OF_STREAM, final)

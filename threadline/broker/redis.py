@@ -67,6 +67,19 @@ end
 return id
 """
 
+# The next number of a counted stream is one more than its last entry's (`0-<n>`), read
+# and written in one script, so appends from several processes never share a number.
+_APPEND = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local n = 1
+if last[1] then
+  n = tonumber(string.match(last[1][1], '-(%d+)$')) + 1
+end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '0-' .. n, 'e', ARGV[2], 'd', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return n
+"""
+
 # Closing is idempotent (several processes may close a stream: the worker, and waiters
 # that find the run over): nothing is added after an end marker.
 _CLOSE = """
@@ -133,6 +146,7 @@ class RedisBroker(Broker):
         self._background = BackgroundTasks()
         self._publish_script: Any = None
         self._close_script: Any = None
+        self._append_script: Any = None
         self._listening = asyncio.Event()
 
     # --- keys -------------------------------------------------------------------
@@ -163,6 +177,7 @@ class RedisBroker(Broker):
         )
         self._publish_script = self._redis.register_script(_PUBLISH)
         self._close_script = self._redis.register_script(_CLOSE)
+        self._append_script = self._redis.register_script(_APPEND)
         try:
             await self._redis.ping()
         except _CONNECTION_ERRORS as exc:
@@ -210,6 +225,16 @@ class RedisBroker(Broker):
             ),
         )
         return _text(entry_id)
+
+    async def append(self, stream: str, event: str, data: bytes) -> int:
+        number = await self._call(
+            "append",
+            lambda: self._append_script(
+                keys=[self._stream_key(stream)],
+                args=[MAX_EVENTS_PER_STREAM, event, data, int(IDLE_SECONDS * 1000)],
+            ),
+        )
+        return int(number)
 
     async def close_stream(self, stream: str, final: bytes = b"") -> None:
         await self._call(
@@ -347,6 +372,9 @@ class RedisBroker(Broker):
                 await pipe.execute()
             except _CONNECTION_ERRORS as exc:
                 logger.warning("refreshing stream watchers failed: %s", exc)
+
+    async def check(self) -> None:
+        await self._call("ping", self.redis.ping)
 
     async def has_subscribers(self, stream: str) -> bool:
         now_ms = int(time.time() * 1000)

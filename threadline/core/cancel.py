@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from threadline.core.errors import NotFound
+from threadline.core.protocol.events import CANCELLED, announce_end
 from threadline.core.runs import run_stream
 from threadline.core.webhooks import enqueue_webhook
 from threadline.serialization import dumps, utcnow
@@ -104,6 +105,10 @@ async def _settle_if_pending(services: Services, run: Row, action: str) -> bool:
     await services.broker.close_stream(
         run_stream(run["run_id"]), dumps({"status": "interrupted", "output": None})
     )
+    async with services.db.transaction() as conn:
+        others = await services.runs.active_on_thread(conn, run["thread_id"])
+    if not others:  # while another run goes on, its clients hear that run's end
+        await announce_end(services.broker, run, "failed", CANCELLED)
     return True
 
 

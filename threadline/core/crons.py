@@ -41,7 +41,7 @@ from threadline.core.webhooks import validate_webhook
 from threadline.ids import is_uuid, new_id, system_assistant_id
 from threadline.serialization import isoformat, utcnow
 from threadline.settings import ConfigError
-from threadline.storage.database import Row
+from threadline.storage.database import Outage, Row
 
 if TYPE_CHECKING:
     from threadline.core.services import Services
@@ -378,23 +378,22 @@ class CronScheduler:
         self._wake.set()
 
     async def _run_forever(self) -> None:
+        outage = Outage(logger, "the cron scheduler's pass", longest=self.tick)
         while True:
             self._wake.clear()
             try:
                 await self.run_once()
-            except Exception:
-                logger.exception("the cron scheduler's pass failed")
-            delay = await self._delay()
+                delay = await self._delay()
+            except Exception as exc:
+                delay = min(self.tick, outage.failed(exc))
+            else:
+                outage.succeeded()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
     async def _delay(self) -> float:
         """Until the next tick, or the soonest due cron if that comes first."""
-        try:
-            due = await self.services.crons.next_due_at()
-        except Exception:
-            logger.exception("reading the next cron time failed")
-            return self.tick
+        due = await self.services.crons.next_due_at()
         if due is None:
             return self.tick
         return max(_MIN_DELAY, min(self.tick, (due - utcnow()).total_seconds()))

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import copy
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import langgraph.version
+from langchain_core._api import LangChainBetaWarning
 from langchain_core.messages import BaseMessage, BaseMessageChunk, message_chunk_to_message
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 from langgraph.types import Command, Send
 
 from threadline import __version__
+from threadline.core.protocol.events import ProtocolMapper
 from threadline.serialization import dumps, to_jsonable
 from threadline.storage.database import Row
 
@@ -201,6 +204,25 @@ async def _chunks(
         mapper.send("events", (), event)
 
 
+async def _stream_protocol(
+    graph: Pregel,
+    graph_input: Any,
+    config: dict[str, Any],
+    options: dict[str, Any],
+    emit: Emit,
+) -> None:
+    """LangGraph's v3 event stream, in the protocol's wire shape (core/protocol/events)."""
+    runnable: Any = graph
+    extra = {k: v for k, v in options.items() if k not in ("stream_mode", "subgraphs")}
+    mapper = ProtocolMapper()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LangChainBetaWarning)
+        stream = await runnable.astream_events(graph_input, config, version="v3", **extra)
+    async for event in stream:
+        for method, params in mapper.map(event):
+            emit(method, params)
+
+
 def _triple(item: tuple[Any, ...]) -> tuple[tuple[str, ...], str, Any]:
     """astream yields (mode, chunk), or (namespace, mode, chunk) with subgraphs."""
     if len(item) == 3:
@@ -217,7 +239,9 @@ async def execute(
     """Stream the run through `graph` (bound to the checkpointer) and read the final state."""
     kwargs = run["kwargs"]
     config = run_config(run, attempt)
-    emit("metadata", dumps({"run_id": run["run_id"], "attempt": attempt}))
+    protocol = bool(kwargs.get("protocol"))
+    if not protocol:
+        emit("metadata", dumps({"run_id": run["run_id"], "attempt": attempt}))
     mapper = _EventMapper(kwargs.get("stream_mode") or ["values"], emit)
     graph_input = build_command(kwargs["command"]) if kwargs.get("command") else kwargs["input"]
     options: dict[str, Any] = {
@@ -233,11 +257,17 @@ async def execute(
     try:
         if kwargs.get("strict_resume") and kwargs.get("command", {}).get("resume") is not None:
             await _check_resumable(graph, run, kwargs["command"]["resume"])
-        async for namespace, mode, chunk in _chunks(graph, graph_input, config, options, mapper):
-            mapper.chunk(tuple(namespace), mode, chunk)
+        if protocol:
+            await _stream_protocol(graph, graph_input, config, options, emit)
+        else:
+            async for namespace, mode, chunk in _chunks(
+                graph, graph_input, config, options, mapper
+            ):
+                mapper.chunk(tuple(namespace), mode, chunk)
     except Exception as exc:
         error = error_payload(exc)
-        emit("error", dumps(error))
+        if not protocol:  # a protocol run's failure is told by its lifecycle
+            emit("error", dumps(error))
     try:
         return await _final_state(graph, run, error)
     except Exception as exc:
@@ -245,7 +275,8 @@ async def execute(
         # with one `error` event whichever way it failed first.
         if error is None:
             error = error_payload(exc)
-            emit("error", dumps(error))
+            if not protocol:
+                emit("error", dumps(error))
         return Execution("error", {"__error__": error}, error=error)
 
 

@@ -81,6 +81,8 @@ class RunRequest:
     on_completion: str | None = None  # stateless runs only: delete | keep
     strict_resume: bool = False
     headers: dict[str, str] | None = None
+    # started through the thread-centric protocol: its events go to the thread's log
+    protocol: bool = False
 
 
 async def resolve_assistant(services: Services, assistant_id: str) -> Row:
@@ -183,6 +185,7 @@ def build_kwargs(
         "durability": request.durability,
         "on_completion": request.on_completion,
         "strict_resume": request.strict_resume,
+        "protocol": request.protocol,
     }
 
 

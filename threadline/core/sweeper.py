@@ -8,10 +8,12 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from threadline.core.protocol.events import announce_end, is_protocol_run
 from threadline.core.runs import WAKE_CHANNEL, run_stream
-from threadline.core.threads import delete_thread_and_checkpoints
+from threadline.core.threads import delete_if_temporary, delete_thread_and_checkpoints
+from threadline.core.webhooks import enqueue_webhook
 from threadline.serialization import dumps, utcnow
-from threadline.storage.database import Row
+from threadline.storage.database import Connection, Outage, Row
 
 if TYPE_CHECKING:
     from threadline.core.services import Services
@@ -49,19 +51,26 @@ class Sweeper:
                 await task
 
     async def _sweep_leases_forever(self) -> None:
+        # a cheap query at a steady pace: the outage only changes what is logged
+        outage = Outage(logger, "re-queueing runs with lapsed leases")
         while True:
             await asyncio.sleep(self.lease_interval)
             try:
                 await recover_runs(self.services, expired_only=True)
             except Exception as exc:
-                logger.warning("re-queueing runs with lapsed leases failed: %s", exc)
+                outage.failed(exc)
+                continue
+            outage.succeeded()
 
     async def _sweep_forever(self) -> None:
+        outage = Outage(logger, "sweeping expired threads", longest=self.interval)
         while True:
             try:
                 await self.sweep_once()
-            except Exception:
-                logger.exception("sweeping expired threads failed")
+            except Exception as exc:
+                await asyncio.sleep(min(self.interval, outage.failed(exc)))
+                continue
+            outage.succeeded()
             await asyncio.sleep(self.interval)
 
     async def sweep_once(self) -> int:
@@ -87,11 +96,16 @@ async def recover_runs(services: Services, *, expired_only: bool) -> list[Row]:
         "error": "WorkerLost",
         "message": f"the run's worker stopped responding {max_attempts} times; giving up",
     }
+
+    async def record_failure(conn: Connection, ended: Row) -> None:
+        await _record_failure(services, conn, ended, error)
+
     changed = await services.runs.requeue_running(
         utcnow(),
         expired_only=expired_only,
         max_attempts=max_attempts,
         error_output={"__error__": error},
+        on_failed=record_failure,
     )
     for run in changed:
         logger.warning(
@@ -103,25 +117,47 @@ async def recover_runs(services: Services, *, expired_only: bool) -> list[Row]:
             ],
         )
         if run["status"] == "error":
-            await _settle_failed(services, run, error)
+            await _after_failure(services, run, error)
         elif run["status"] == "dropped":
-            await services.broker.close_stream(run_stream(run["run_id"]))
+            await _end_stream(services, run, b"")
+    if any(run["status"] == "error" for run in changed):
+        services.wake_webhooks()
     if any(run["status"] == "pending" for run in changed):
         await services.broker.notify(WAKE_CHANNEL)
     return changed
 
 
-async def _settle_failed(services: Services, run: Row, error: dict[str, str]) -> None:
+async def _record_failure(
+    services: Services, conn: Connection, run: Row, error: dict[str, str]
+) -> None:
+    """What goes with the end of a run that used up its attempts, in the transaction that
+    ends it: the thread's status and the run's webhook."""
     now = utcnow()
-    async with services.db.transaction() as conn:
-        others = await services.runs.active_on_thread(conn, run["thread_id"])
-        await services.threads.update(
-            run["thread_id"],
-            {"status": "busy" if others else "error", "error": error, "updated_at": now},
-            conn,
-        )
-    stream = run_stream(run["run_id"])
-    await services.broker.publish(stream, "error", dumps(error))
-    await services.broker.close_stream(
-        stream, dumps({"status": "error", "output": {"__error__": error}})
+    others = await services.runs.active_on_thread(conn, run["thread_id"])
+    thread = await services.threads.update(
+        run["thread_id"],
+        {"status": "busy" if others else "error", "error": error, "updated_at": now},
+        conn,
     )
+    values = thread["values"] if thread is not None else None
+    await enqueue_webhook(conn, services.db, run, values=values, error=error)
+
+
+async def _after_failure(services: Services, run: Row, error: dict[str, str]) -> None:
+    stream = run_stream(run["run_id"])
+    try:
+        if is_protocol_run(run):
+            await announce_end(services.broker, run, "failed", error["message"])
+        else:
+            await services.broker.publish(stream, "error", dumps(error))
+    except Exception as exc:  # its followers still get the end, below or from the row
+        logger.warning("publishing the failure of run %s failed: %s", run["run_id"], exc)
+    await _end_stream(services, run, dumps({"status": "error", "output": {"__error__": error}}))
+    await delete_if_temporary(services, run)
+
+
+async def _end_stream(services: Services, run: Row, final: bytes) -> None:
+    try:
+        await services.broker.close_stream(run_stream(run["run_id"]), final)
+    except Exception as exc:  # waiters look at the row when their stream stays quiet
+        logger.warning("ending the stream of run %s failed: %s", run["run_id"], exc)

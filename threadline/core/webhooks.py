@@ -23,7 +23,7 @@ from threadline.core.errors import InvalidInput
 from threadline.ids import new_id
 from threadline.serialization import dumps, to_jsonable, utcnow
 from threadline.settings import WebhooksConfig, WebhookUrlPolicy
-from threadline.storage.database import Connection, Database, Row
+from threadline.storage.database import Connection, Database, Outage, Row
 from threadline.storage.webhooks import WebhookRepository
 
 RELATIVE_URL = (
@@ -222,6 +222,7 @@ class WebhookDeliverer:
     async def _deliver_forever(self) -> None:
         last_purge = 0.0
         loop = asyncio.get_running_loop()
+        outage = Outage(logger, "delivering webhooks", longest=IDLE_POLL_SECONDS)
         while True:
             self._wake.clear()
             try:
@@ -231,12 +232,13 @@ class WebhookDeliverer:
                     last_purge = loop.time()
                     await self.repo.purge(utcnow() - KEEP_SETTLED)
                 due = await self.repo.next_due_at()
+            except Exception as exc:
+                timeout = outage.failed(exc)
+            else:
+                outage.succeeded()
                 timeout = IDLE_POLL_SECONDS
                 if due is not None:
                     timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
-            except Exception as exc:
-                logger.warning("delivering webhooks failed: %s", exc)
-                timeout = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 

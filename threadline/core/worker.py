@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from threadline.core import executor
 from threadline.core.cancel import CANCEL_CHANNEL, settle_cancelled_run
 from threadline.core.graph_loop import GraphLoop, emitter
+from threadline.core.protocol import events as protocol_events
+from threadline.core.protocol.events import INPUT_REQUESTED, LIFECYCLE, log_stream
 from threadline.core.runs import WAKE_CHANNEL, run_stream, thread_stream
 from threadline.core.sweeper import recover_runs
 from threadline.core.threads import delete_if_temporary
@@ -38,7 +40,8 @@ from threadline.settings import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
 )
-from threadline.storage.database import Row
+from threadline.storage.database import DatabaseUnavailable, Outage, Row
+from threadline.storage.runs import Claim
 
 if TYPE_CHECKING:
     from threadline.core.services import Services
@@ -60,8 +63,9 @@ class _Active:
     task: asyncio.Task[None]
     lease_until: datetime.datetime
     cancel_action: str | None = None
-    # why the run stops without an end of its own: "shutdown" (put back in the queue) or
-    # "lost" (its lease could not be kept: leave it to whoever takes it next)
+    # why the run stops without an end of its own: "shutdown" or "lost" (its lease could
+    # not be kept); either way it is put back in the queue if it is still ours, else left
+    # to whoever holds it now
     abandon: str | None = None
     # its end is recorded: what is left (stream close, clean-up) must not be interrupted
     settled: bool = False
@@ -82,6 +86,8 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._claimer: asyncio.Task[None] | None = None
         self._stopping = False
+        self._claims = Outage(logger, "claiming runs", longest=IDLE_POLL_SECONDS)
+        self._leases = Outage(logger, "renewing leases")
 
     # --- life cycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -151,24 +157,27 @@ class Worker:
     async def _claim_forever(self) -> None:
         while not self._stopping:
             self._wake.clear()
+            pause: float | None = None
             while len(self.active) < self.capacity:
-                run = await self._claim()
+                try:
+                    run = await self._claim()
+                except Exception as exc:
+                    pause = self._claims.failed(exc)
+                    break
+                self._claims.succeeded()
                 if run is None:
                     break
                 self._launch(run)
+            if pause is None:
+                pause = await self._idle_timeout()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), await self._idle_timeout())
+                await asyncio.wait_for(self._wake.wait(), pause)
 
     async def _claim(self) -> Row | None:
         now = utcnow()
-        try:
-            return await self.services.runs.claim(
-                self.worker_id, now, now + datetime.timedelta(seconds=self.lease_seconds)
-            )
-        except Exception as exc:
-            logger.warning("claiming a run failed: %s", exc)
-            await asyncio.sleep(1)
-            return None
+        return await self.services.runs.claim(
+            self.worker_id, now, now + datetime.timedelta(seconds=self.lease_seconds)
+        )
 
     async def _idle_timeout(self) -> float:
         try:
@@ -180,7 +189,12 @@ class Worker:
         return max(0.0, min(IDLE_POLL_SECONDS, (due - utcnow()).total_seconds()))
 
     def _launch(self, run: Row) -> None:
-        task = asyncio.create_task(self._execute(run), name=f"run-{run['run_id']}")
+        # Claimed again while its previous execution here is still stopping (it lost its
+        # lease in a database outage): the new one starts once the old one has stopped.
+        previous = self.active.get(run["run_id"])
+        task = asyncio.create_task(
+            self._execute(run, previous.task if previous else None), name=f"run-{run['run_id']}"
+        )
         lease_until = run.get("lease_expires_at") or utcnow() + datetime.timedelta(
             seconds=self.lease_seconds
         )
@@ -216,13 +230,16 @@ class Worker:
         """Renew the lease of every run held here, and pick up cancel requests on the rows
         (a cancel signal can be lost; the row cannot)."""
         for run_id, active in list(self.active.items()):
-            if active.settled:
+            if active.settled or active.abandon == "lost":
                 continue
             now = utcnow()
             lease_until = now + datetime.timedelta(seconds=self.lease_seconds)
             try:
-                row = await self.services.runs.renew_lease(run_id, self.worker_id, lease_until)
+                row = await self.services.runs.renew_lease(
+                    run_id, self._claim_of(active.run), lease_until
+                )
             except Exception as exc:
+                self._leases.failed(exc)
                 # Before the lease lapses (and another process may take the run), stop.
                 margin = datetime.timedelta(seconds=self.heartbeat_seconds)
                 if now + margin >= active.lease_until:
@@ -232,9 +249,8 @@ class Worker:
                         exc,
                     )
                     self._abandon(active, "lost")
-                else:
-                    logger.warning("renewing the lease of run %s failed: %s", run_id, exc)
                 continue
+            self._leases.succeeded()
             if row is None:
                 # Deleted, or re-queued because this worker was presumed dead: stop
                 # working on it without writing anything.
@@ -246,53 +262,75 @@ class Worker:
                 self.cancel_local(run_id, row["cancel_action"])
 
     # --- execution --------------------------------------------------------------
-    async def _execute(self, run: Row) -> None:
+    async def _execute(self, run: Row, after: asyncio.Task[None] | None = None) -> None:
         run_id = run["run_id"]
+        me = self.active[run_id]
+        if after is not None:
+            await asyncio.wait({after})
         thread_watched = await _watched(self.services, thread_stream(run["thread_id"]))
         publisher = _Publisher(
             self.services,
             run_stream(run_id),
             thread_stream(run["thread_id"]) if thread_watched else None,
+            log_stream(run["thread_id"]) if run["kwargs"].get("protocol") else None,
         )
+        graph_id = run["kwargs"]["config"]["configurable"]["graph_id"]
+        if publisher.log is not None:
+            publisher.emit(LIFECYCLE, protocol_events.lifecycle("running", graph_id))
         try:
             try:
                 result = await self.graph_loop.run(self._graph_call(run, publisher.emit))
             except asyncio.CancelledError:
                 await publisher.drain()
-                active = self.active.get(run_id)
-                action = active.cancel_action if active is not None else None
+                action = me.cancel_action
                 if action is None:
                     # Shutting down, or the lease is lost: the run goes on elsewhere from
                     # its last checkpoint, in the same stream, so the stream stays open.
-                    if active is None or active.abandon != "lost":
-                        await self._release(run_id)
+                    # (A lost run is still this claim's if the database went away meanwhile.)
+                    await self._release(run)
                     raise
-                self._mark_settled(run_id, True)  # a heartbeat must not race the settling
+                me.settled = True  # a heartbeat must not race the settling
                 await settle_cancelled_run(self.services, run, action)
                 await self._after_finish(run)
+                await publisher.log_end(graph_id, "failed", protocol_events.CANCELLED)
                 await publisher.close({"status": "interrupted", "output": None})
                 return
             except Exception as exc:
-                logger.exception("run %s failed outside the graph", run_id)
-                publisher.emit("error", dumps(executor.error_payload(exc)))
+                if not isinstance(exc, DatabaseUnavailable):
+                    logger.exception("run %s failed outside the graph", run_id)
+                if publisher.log is None:  # a protocol run's lifecycle tells the failure
+                    publisher.emit("error", dumps(executor.error_payload(exc)))
                 result = executor.Execution(
                     "error",
                     {"__error__": executor.error_payload(exc)},
                     error=executor.error_payload(exc),
                 )
             await publisher.drain()
-            if not await self._finish(run, result):
+            if self._lost_to_outage(run, result):
+                # The stream stays open: the run goes on in it from its last checkpoint.
+                logger.warning("run %s: the database went away under it; re-queueing it", run_id)
+                await self._release(run)
+                return
+            if not await self._finish(me, result):
                 return  # taken away meanwhile: whoever holds it now ends it
             await self._after_finish(run)
             # last, so that whoever sees the end finds the run's effects complete
+            await publisher.log_outcome(graph_id, result)
             await publisher.close({"status": result.status, "output": result.output})
         finally:
-            self.active.pop(run_id, None)
+            if self.active.get(run_id) is me:
+                del self.active[run_id]
             self._wake.set()
 
-    def _mark_settled(self, run_id: str, settled: bool) -> None:
-        if (active := self.active.get(run_id)) is not None:
-            active.settled = settled
+    def _lost_to_outage(self, run: Row, result: executor.Execution) -> bool:
+        """Whether the run failed only because the database went away under it (a step's
+        checkpoint could not be written): it resumes from its last checkpoint, like a run
+        whose worker died, unless its attempts are used up."""
+        return (
+            result.status == "error"
+            and (result.error or {}).get("error") == DatabaseUnavailable.__name__
+            and run["attempt"] < self.services.settings.max_attempts
+        )
 
     def _graph_call(
         self, run: Row, emit: Callable[[str, bytes], None]
@@ -322,26 +360,31 @@ class Worker:
 
         return call
 
-    async def _release(self, run_id: str) -> None:
+    def _claim_of(self, run: Row) -> Claim:
+        return Claim(self.worker_id, run["attempt"])
+
+    async def _release(self, run: Row) -> None:
+        run_id = run["run_id"]
         try:
-            if await self.services.runs.release(run_id, self.worker_id, utcnow()):
+            if await self.services.runs.release(run_id, self._claim_of(run), utcnow()):
                 logger.info("run %s put back in the queue", run_id)
         except Exception as exc:  # its lease will lapse and the sweeper re-queues it
             logger.warning("putting run %s back in the queue failed: %s", run_id, exc)
 
-    async def _finish(self, run: Row, result: executor.Execution) -> bool:
+    async def _finish(self, active: _Active, result: executor.Execution) -> bool:
         """Record the outcome, retrying while the database is away and the lease lasts;
-        False if the run is no longer this worker's (or the lease ran out meanwhile)."""
+        False if the run is no longer this claim's (or the lease ran out meanwhile)."""
+        run = active.run
+        failures = 0
         while True:
             # Once the end is written the row is no longer `running`; a heartbeat renewing
             # the lease meanwhile would take that for a lost run.
-            self._mark_settled(run["run_id"], True)
+            active.settled = True
             try:
                 return await self._record(run, result)
             except Exception as exc:
-                self._mark_settled(run["run_id"], False)
-                active = self.active.get(run["run_id"])
-                if active is None or utcnow() >= active.lease_until:
+                active.settled = False
+                if utcnow() >= active.lease_until:
                     logger.error(
                         "run %s finished but its end could not be recorded (%s); it will be "
                         "re-queued and resume from its last checkpoint",
@@ -349,9 +392,11 @@ class Worker:
                         exc,
                     )
                     return False
-                logger.warning(
-                    "recording the end of run %s failed, retrying: %s", run["run_id"], exc
-                )
+                if not failures:
+                    logger.warning(
+                        "recording the end of run %s failed, retrying: %s", run["run_id"], exc
+                    )
+                failures += 1
                 await asyncio.sleep(FINISH_RETRY_SECONDS)
 
     async def _record(self, run: Row, result: executor.Execution) -> bool:
@@ -363,7 +408,7 @@ class Worker:
                 status=result.status,
                 output=result.output,
                 now=now,
-                owned_by=self.worker_id,
+                owned_by=self._claim_of(run),
             )
             if ended is None:
                 logger.warning("run %s was taken from this worker before it ended", run["run_id"])
@@ -417,12 +462,18 @@ async def _wrote_checkpoint(checkpointer: Any, run: Row) -> bool:
 
 
 class _Publisher:
-    """Publishes a run's events in order, whichever loop the graph emits them from."""
+    """Publishes a run's events in order, whichever loop the graph emits them from.
 
-    def __init__(self, services: Services, stream: str, thread: str | None) -> None:
+    A run started through the thread-centric protocol writes its events to the thread's
+    protocol log (`log`) instead; its run stream then only carries the end marker."""
+
+    def __init__(
+        self, services: Services, stream: str, thread: str | None, log: str | None = None
+    ) -> None:
         self.broker = services.broker
         self.stream = stream
         self.thread = thread  # the thread's stream, fed too while someone follows it
+        self.log = log
         self.queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
         self.emit = emitter(lambda event, data: self.queue.put_nowait((event, data)))
         self.task = asyncio.create_task(self._publish_forever())
@@ -434,8 +485,11 @@ class _Publisher:
             if item is None:
                 return
             try:
-                await self.broker.publish(self.stream, *item)
-                if self.thread is not None:
+                if self.log is not None:
+                    await self.broker.append(self.log, *item)
+                else:
+                    await self.broker.publish(self.stream, *item)
+                if self.thread is not None and self.log is None:
                     await self.broker.publish(self.thread, *item)
                 failing = False
             except Exception as exc:
@@ -450,6 +504,34 @@ class _Publisher:
         await asyncio.sleep(0)
         self.queue.put_nowait(None)
         await self.task
+
+    async def log_outcome(self, graph_id: str, result: executor.Execution) -> None:
+        """A protocol run's interrupts and the end of its lifecycle."""
+        if self.log is None:
+            return
+        if result.error is not None:
+            await self.log_end(graph_id, "failed", result.error.get("message") or "error")
+            return
+        for interrupts in result.interrupts.values():
+            for interrupt in interrupts:
+                data = protocol_events.input_requested(interrupt["id"], interrupt["value"])
+                await self._append(INPUT_REQUESTED, data)
+        await self.log_end(
+            graph_id, "interrupted" if result.thread_status == "interrupted" else "completed"
+        )
+
+    async def log_end(self, graph_id: str, event: str, error: str | None = None) -> None:
+        if self.log is not None:
+            await self._append(LIFECYCLE, protocol_events.lifecycle(event, graph_id, error))
+
+    async def _append(self, method: str, data: bytes) -> None:
+        assert self.log is not None
+        if not self.task.done():
+            await self.drain()
+        try:
+            await self.broker.append(self.log, method, data)
+        except Exception as exc:  # the outcome is recorded; followers read it from the state
+            logger.warning("publishing the end of %s failed: %s", self.stream, exc)
 
     async def close(self, final: dict[str, Any] | None) -> None:
         if not self.task.done():

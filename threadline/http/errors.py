@@ -25,7 +25,7 @@ STATUS_BY_ERROR: dict[type[errors.ThreadlineError], int] = {
 }
 
 
-def _status_for(exc: errors.ThreadlineError) -> int:
+def status_for(exc: errors.ThreadlineError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
             return STATUS_BY_ERROR[cls]
@@ -55,7 +55,7 @@ def _where(loc: list[str]) -> str:
 
 async def _domain_error(request: Request, exc: Exception) -> Any:
     assert isinstance(exc, errors.ThreadlineError)
-    return json_response({"detail": exc.detail}, status_code=_status_for(exc))
+    return json_response({"detail": exc.detail}, status_code=status_for(exc))
 
 
 async def _validation_error(request: Request, exc: Exception) -> Any:

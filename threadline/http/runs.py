@@ -153,6 +153,7 @@ def _stream_response(
         headers=headers,
         heartbeat=services.settings.sse_heartbeat_seconds,
         on_disconnect=cancel if cancel_on_disconnect else None,
+        ready=services.broker.check,
     )
 
 
@@ -198,6 +199,7 @@ async def _create_and_stream(
 ) -> EventStreamResponse:
     """Create a run (stateless when `thread_id` is None) and stream it from its start."""
     services = _services(request)
+    await services.broker.check()  # refused while the broker is away: no run without its stream
     run = await core.create_run(services, thread_id, _to_request(body, request))
     return _stream_response(
         services,
@@ -440,4 +442,6 @@ async def stream_thread(
             if keep:
                 yield event
 
-    return EventStreamResponse(wanted(), heartbeat=services.settings.sse_heartbeat_seconds)
+    return EventStreamResponse(
+        wanted(), heartbeat=services.settings.sse_heartbeat_seconds, ready=services.broker.check
+    )

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from threadline.broker.base import StreamEvent
+from threadline.core.errors import ThreadlineError
+from threadline.serialization import dumps
+
+logger = logging.getLogger("threadline.http")
 
 HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -34,6 +39,10 @@ class EventStreamResponse(Response):
     When the client disconnects first, `on_disconnect` runs (to cancel the run, say).
     A comment is sent whenever `heartbeat` seconds pass without an event, so proxies and
     clients keep silent streams open.
+
+    `ready` runs before anything is sent: what it raises (the broker is away, say) is an
+    ordinary error answer. A failure of `events` once the stream is open ends it with an
+    `error` event, as the reference shapes them, rather than a broken response.
     """
 
     def __init__(
@@ -43,14 +52,19 @@ class EventStreamResponse(Response):
         headers: Mapping[str, str] | None = None,
         heartbeat: float = 5.0,
         on_disconnect: Callable[[], Awaitable[None]] | None = None,
+        ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(status_code=200)
         self.events = events
         self.extra_headers = {**HEADERS, **(headers or {})}
         self.heartbeat = heartbeat
         self.on_disconnect = on_disconnect
+        self.ready = ready
+        self._last_id: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.ready is not None:
+            await self.ready()
         started = asyncio.Event()
         pump = asyncio.create_task(self._pump(send, started))
         # One turn of the loop lets the pump subscribe to the events before the client
@@ -75,10 +89,23 @@ class EventStreamResponse(Response):
                 await self.events.aclose()  # type: ignore[attr-defined]
         if pump in done:
             if (exc := pump.exception()) is not None:
-                raise exc
+                await send(self._error_frame(exc))
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         elif self.on_disconnect is not None:
             await self.on_disconnect()
+
+    def _error_frame(self, exc: BaseException) -> Message:
+        """The last event of a stream whose events failed. It carries the id of the last
+        event sent, so a client resuming from it misses nothing."""
+        if isinstance(exc, ThreadlineError):
+            logger.warning("stream ended early: %s", exc.detail)
+            message = exc.detail
+        else:
+            logger.error("stream ended early", exc_info=exc)
+            message = str(exc)
+        data = dumps({"error": type(exc).__name__, "message": message})
+        body = frame("error", data, self._last_id)
+        return {"type": "http.response.body", "body": body, "more_body": True}
 
     async def _pump(self, send: Send, started: asyncio.Event) -> None:
         lock = asyncio.Lock()
@@ -97,6 +124,7 @@ class EventStreamResponse(Response):
                         }
                     )
                     self._last_send = asyncio.get_running_loop().time()
+                    self._last_id = event.id
         finally:
             beat.cancel()
 

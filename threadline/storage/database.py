@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import abc
 import datetime
+import logging
+import time
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,43 @@ Params = Mapping[str, Any]
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached right now (a restart, a network fault)."""
+
+
+class Outage:
+    """How a background loop lives through failures of what it needs (the database being
+    restarted, say): one line when they start, one when they stop, and a growing pause
+    between attempts instead of a log line (or a traceback) at each."""
+
+    def __init__(
+        self, logger: logging.Logger, what: str, *, first: float = 0.5, longest: float = 10.0
+    ) -> None:
+        self.logger = logger
+        self.what = what
+        self.first = first
+        self.longest = longest
+        self.since: float | None = None
+        self.delay = first
+
+    def failed(self, exc: BaseException) -> float:
+        """Note a failure; returns how long to wait before the next attempt."""
+        if self.since is None:
+            self.since = time.monotonic()
+            self.delay = self.first
+            # an unexpected error deserves its traceback, once
+            expected = isinstance(exc, DatabaseUnavailable)
+            self.logger.warning(
+                "%s failed: %s; retrying", self.what, exc, exc_info=None if expected else exc
+            )
+        else:
+            self.delay = min(self.delay * 2, self.longest)
+        return self.delay
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            self.logger.info(
+                "%s works again (after %.1fs)", self.what, time.monotonic() - self.since
+            )
+            self.since = None
 
 
 class UniqueViolation(Exception):

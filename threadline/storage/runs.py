@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from threadline.storage.database import Connection, Row, UniqueViolation
@@ -19,6 +21,22 @@ _TIMES = (
 )
 ACTIVE = ("pending", "running")
 TERMINAL = ("success", "error", "timeout", "interrupted")
+# What else to write, in the same transaction, for a run that ended (its row as ended)
+OnEnded = Callable[[Connection, Row], Awaitable[None]]
+_HELD = " AND worker_id = :worker AND attempt = :attempt AND status = 'running'"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who holds a running run: a worker, for one attempt. A worker that claims the same
+    run again (after losing it in an outage) holds a new claim, and what it still does
+    for the old one (renew, release, finish) no longer applies."""
+
+    worker_id: str
+    attempt: int
+
+    def params(self) -> dict[str, Any]:
+        return {"worker": self.worker_id, "attempt": self.attempt}
 
 
 class RunRepository(Repository):
@@ -115,14 +133,14 @@ class RunRepository(Repository):
         return self.db.time_value(row["t"]) if row and row["t"] else None
 
     async def renew_lease(
-        self, run_id: str, worker_id: str, lease_until: datetime.datetime
+        self, run_id: str, claim: Claim, lease_until: datetime.datetime
     ) -> Row | None:
         """Extend the lease; returns the run (with any cancel request), or None if it is gone
-        or no longer ours."""
+        or no longer held by `claim`."""
         row = await self.db.fetch_one(
-            "UPDATE runs SET lease_expires_at = :lease WHERE run_id = :id AND worker_id = :worker"
-            " AND status = 'running' RETURNING run_id, cancel_action",
-            {"id": run_id, "worker": worker_id, "lease": self._time(lease_until)},
+            f"UPDATE runs SET lease_expires_at = :lease WHERE run_id = :id{_HELD}"
+            " RETURNING run_id, cancel_action",
+            {"id": run_id, "lease": self._time(lease_until), **claim.params()},
         )
         return row
 
@@ -134,33 +152,31 @@ class RunRepository(Repository):
         status: str,
         output: Any,
         now: datetime.datetime,
-        owned_by: str | None = None,
+        owned_by: Claim | None = None,
     ) -> Row | None:
-        """Record the end of a run; with `owned_by`, only while that worker still holds it
+        """Record the end of a run; with `owned_by`, only while that claim still holds it
         (None if the run was taken away, so a late worker cannot overwrite a rerun)."""
-        owned = " AND worker_id = :worker AND status = 'running'" if owned_by else ""
         row = await conn.fetch_one(
             "UPDATE runs SET status = :status, output = :output, ended_at = :now,"
             " updated_at = :now, worker_id = NULL, lease_expires_at = NULL"
-            f" WHERE run_id = :id{owned} RETURNING *",
+            f" WHERE run_id = :id{_HELD if owned_by else ''} RETURNING *",
             {
                 "id": run_id,
                 "status": status,
                 "output": self.db.json_param(output),
                 "now": self._time(now),
-                "worker": owned_by,
+                **(owned_by.params() if owned_by else {}),
             },
         )
         return self.decode(row)
 
-    async def release(self, run_id: str, worker_id: str, now: datetime.datetime) -> bool:
-        """Put a run this worker holds back in the queue at once (graceful shutdown): it
-        resumes from its last checkpoint on whichever process claims it next."""
+    async def release(self, run_id: str, claim: Claim, now: datetime.datetime) -> bool:
+        """Put a run `claim` holds back in the queue at once (graceful shutdown, a lost
+        lease): it resumes from its last checkpoint on whichever process claims it next."""
         changed = await self.db.execute(
             "UPDATE runs SET status = 'pending', worker_id = NULL, lease_expires_at = NULL,"
-            " updated_at = :now WHERE run_id = :id AND worker_id = :worker"
-            " AND status = 'running'",
-            {"id": run_id, "worker": worker_id, "now": self._time(now)},
+            f" updated_at = :now WHERE run_id = :id{_HELD}",
+            {"id": run_id, "now": self._time(now), **claim.params()},
         )
         return changed > 0
 
@@ -197,13 +213,15 @@ class RunRepository(Repository):
         expired_only: bool,
         max_attempts: int,
         error_output: Any = None,
+        on_failed: OnEnded | None = None,
     ) -> list[Row]:
         """Put back runs whose worker is gone (lease expired, or every run at embedded start).
 
-        Runs that used up their attempts end as errors (with `error_output`) instead; runs
-        whose thread is gone are deleted (status "dropped" in the result). Safe on several
-        processes at once: each run is changed only if it is still stale, so a run that
-        another sweeper put back and a worker claimed again is left alone.
+        Runs that used up their attempts end as errors (with `error_output`) instead, and
+        `on_failed` writes what goes with that end (thread status, webhook) in the same
+        transaction; runs whose thread is gone are deleted (status "dropped" in the result).
+        Safe on several processes at once: each run is changed only if it is still stale,
+        so a run that another sweeper put back and a worker claimed again is left alone.
         """
         stale_clause = " AND lease_expires_at < :now" if expired_only else ""
         params = {"now": self._time(now)}
@@ -236,11 +254,17 @@ class RunRepository(Repository):
                     )
                     status = "pending"
                 else:
-                    done = await conn.execute(
-                        "UPDATE runs SET status = 'error', output = :output, worker_id = NULL,"
-                        f" lease_expires_at = NULL, updated_at = :now, ended_at = :now{where}",
-                        {**run_params, "output": self.db.json_param(error_output)},
+                    ended = self.decode(
+                        await conn.fetch_one(
+                            "UPDATE runs SET status = 'error', output = :output,"
+                            " worker_id = NULL, lease_expires_at = NULL, updated_at = :now,"
+                            f" ended_at = :now{where} RETURNING *",
+                            {**run_params, "output": self.db.json_param(error_output)},
+                        )
                     )
+                    if ended is not None and on_failed is not None:
+                        await on_failed(conn, ended)
+                    done = int(ended is not None)
                     status = "error"
                 if done:
                     changed.append({**run, "status": status})

@@ -13,6 +13,7 @@ import datetime
 import functools
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -91,13 +92,107 @@ class _PostgresConnection(Connection):
         return max(cursor.rowcount, 0)
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 @contextmanager
 def _unavailable_when_unreachable() -> Iterator[None]:
     """A lost server or an exhausted pool is the deployment's fault, not the request's."""
     try:
         yield
     except (psycopg.OperationalError, PoolTimeout) as exc:
-        raise DatabaseUnavailable(f"PostgreSQL is not reachable: {exc}") from exc
+        raise DatabaseUnavailable(f"PostgreSQL is not reachable: {_first_line(exc)}") from exc
+
+
+# A caller waits this long for a pooled connection before asking whether the server answers
+# at all: if it does not, the caller fails at once instead of waiting out the pool's timeout.
+QUICK_WAIT_SECONDS = 1.0
+PROBE_CONNECT_TIMEOUT = 2  # seconds; libpq's minimum
+PROBE_FRESH_SECONDS = 0.5  # one probe's answer serves every caller this long
+# The pool retries each lost connection with a doubling pause; past this it gives the
+# attempt up and the next caller starts a fresh one, so a pool is never long behind a
+# server that came back.
+RECONNECT_TIMEOUT_SECONDS = 10.0
+
+
+def _quiet_pool_warnings() -> None:
+    """psycopg's pool warns at every failed attempt of every lost connection; the API's
+    pool says once that the server is away, and once that it is back (unless logging of
+    `psycopg.pool` was configured)."""
+    pool_logger = logging.getLogger("psycopg.pool")
+    if pool_logger.level == logging.NOTSET:
+        pool_logger.setLevel(logging.ERROR)
+
+
+class _Pool(AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]):
+    """A pool whose failures are DatabaseUnavailable, whatever the statement that met them.
+
+    With `fail_fast`, a caller that finds no free connection within QUICK_WAIT_SECONDS
+    checks with a connection of its own whether the server answers: while it does not,
+    callers fail at once (a 503, not a request hanging for the pool's whole timeout).
+    Without it (the graphs' pool), a caller waits, so a run's step pauses through a short
+    restart rather than failing.
+    """
+
+    def __init__(self, conninfo: str, *, fail_fast: bool, **kwargs: Any) -> None:
+        super().__init__(conninfo, **kwargs)
+        self.fail_fast = fail_fast
+        self._probe_lock = asyncio.Lock()
+        self._probed_at = -PROBE_FRESH_SECONDS
+        self._unreachable: str | None = None  # why, while the server does not answer
+
+    @asynccontextmanager
+    async def connection(
+        self, timeout: float | None = None
+    ) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
+        with _unavailable_when_unreachable():
+            async with super().connection(timeout) as conn:
+                yield conn
+
+    async def getconn(self, timeout: float | None = None) -> psycopg.AsyncConnection[DictRow]:
+        timeout = self.timeout if timeout is None else timeout
+        if not self.fail_fast or timeout <= QUICK_WAIT_SECONDS:
+            return await super().getconn(timeout)
+        if self._unreachable is not None:
+            await self._check_reachable()
+        try:
+            return await super().getconn(QUICK_WAIT_SECONDS)
+        except PoolTimeout:
+            await self._check_reachable()  # it answers: the pool is busy, or reconnecting
+        return await super().getconn(timeout - QUICK_WAIT_SECONDS)
+
+    async def _check_reachable(self) -> None:
+        """Raise DatabaseUnavailable unless the server accepts a connection (asked at most
+        once per PROBE_FRESH_SECONDS, whatever the number of callers)."""
+        async with self._probe_lock:
+            if time.monotonic() - self._probed_at >= PROBE_FRESH_SECONDS:
+                self._note(await self._probe())
+                self._probed_at = time.monotonic()
+        if self._unreachable is not None:
+            raise DatabaseUnavailable(f"PostgreSQL is not reachable: {self._unreachable}")
+
+    async def _probe(self) -> str | None:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                str(self.conninfo), connect_timeout=PROBE_CONNECT_TIMEOUT, autocommit=True
+            )
+        except psycopg.OperationalError as exc:
+            return _first_line(exc)
+        await conn.close()
+        return None
+
+    def _note(self, unreachable: str | None) -> None:
+        """One line when the server stops answering and one when it is back, instead of
+        the pool's warning for every connection attempt."""
+        if unreachable is not None and self._unreachable is None:
+            logger.warning(
+                "PostgreSQL is not reachable (%s); what needs it fails at once until it is back",
+                unreachable,
+            )
+        elif unreachable is None and self._unreachable is not None:
+            logger.info("PostgreSQL is reachable again; reconnecting")
+        self._unreachable = unreachable
 
 
 class PostgresDatabase(Database):
@@ -113,7 +208,8 @@ class PostgresDatabase(Database):
     # --- life cycle ------------------------------------------------------------
     async def open(self) -> None:
         await self.migrate()
-        self._pool = await self.open_pool()
+        _quiet_pool_warnings()
+        self._pool = await self.open_pool(fail_fast=True)
         self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
@@ -122,16 +218,19 @@ class PostgresDatabase(Database):
             self._pool = None
 
     async def open_pool(
-        self, max_size: int | None = None
+        self, max_size: int | None = None, *, fail_fast: bool = False
     ) -> AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]:
-        """A new pool on the calling event loop (psycopg pools are bound to their loop)."""
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
+        """A new pool on the calling event loop (psycopg pools are bound to their loop);
+        `fail_fast` for the API's (see _Pool)."""
+        pool = _Pool(
             self.uri,
+            fail_fast=fail_fast,
             min_size=1,
             max_size=max_size or self.pool_size,
             kwargs=CONNECTION_KWARGS,
             # a connection that died with a database restart is replaced, not handed out
             check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
             open=False,
             name="threadline",
         )
@@ -194,16 +293,14 @@ class PostgresDatabase(Database):
     # --- connections -----------------------------------------------------------
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        with _unavailable_when_unreachable():
-            async with self.pool.connection() as conn, conn.transaction():
-                yield _PostgresConnection(conn)
+        async with self.pool.connection() as conn, conn.transaction():
+            yield _PostgresConnection(conn)
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[Connection]:
         # One statement commits on its own: no BEGIN/COMMIT round trips.
-        with _unavailable_when_unreachable():
-            async with self.pool.connection() as conn:
-                yield _PostgresConnection(conn)
+        async with self.pool.connection() as conn:
+            yield _PostgresConnection(conn)
 
     # --- dialect ---------------------------------------------------------------
     def json_param(self, value: Any) -> Any:
