@@ -587,3 +587,23 @@ async def test_run_whose_workers_keep_dying_fails_in_the_log(backend: str) -> No
         assert end["event"] == "failed" and "giving up" in end["error"]
     finally:
         proc.stop()
+
+
+async def test_agent_tree_of_the_running_run(http: httpx.AsyncClient) -> None:
+    thread_id = str(uuid.uuid4())
+    knobs = {"steps": 100, "delay": 0.05}
+    slow = {"assistant_id": "slow", "input": {}, "config": {"configurable": knobs}}
+    started = await http.post(
+        f"/threads/{thread_id}/commands", json={"id": 1, "method": "run.start", "params": slow}
+    )
+    run_id = started.json()["result"]["run_id"]
+    await _events(http, thread_id, {"channels": ["values"]}, until_seq=2)
+    tree = await http.post(
+        f"/threads/{thread_id}/commands", json={"id": 2, "method": "agent.getTree"}
+    )
+    assert tree.json()["result"]["tree"] == {
+        "namespace": [],
+        "status": "running",
+        "graph_name": "slow",
+    }
+    await http.post(f"/threads/{thread_id}/runs/{run_id}/cancel?wait=true")

@@ -219,8 +219,7 @@ async def _stream_protocol(
         warnings.simplefilter("ignore", LangChainBetaWarning)
         stream = await runnable.astream_events(graph_input, config, version="v3", **extra)
     async for event in stream:
-        for method, params in mapper.map(event):
-            emit(method, params)
+        emit(*mapper.map(event))
 
 
 def _triple(item: tuple[Any, ...]) -> tuple[tuple[str, ...], str, Any]:

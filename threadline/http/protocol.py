@@ -28,6 +28,7 @@ from threadline.http.errors import status_for
 from threadline.http.ids import require_uuid
 from threadline.http.responses import JSONResponse, json_response
 from threadline.http.sse import EventStreamResponse
+from threadline.storage.database import DatabaseUnavailable
 
 router = APIRouter(tags=["Streaming"])
 logger = logging.getLogger("threadline.protocol")
@@ -106,8 +107,8 @@ class _Session:
                 continue
             try:
                 response = await handle_command(self.services, self.thread_id, body, self)
-            except Unavailable as exc:
-                response = failure(_command_id(body), "unknown_error", exc.detail)
+            except (Unavailable, DatabaseUnavailable) as exc:
+                response = failure(_command_id(body), "unknown_error", str(exc))
             await self.send(response)
             if response["type"] == "success" and "subscription_id" in response["result"]:
                 self._start(response["result"]["subscription_id"])
@@ -137,8 +138,8 @@ class _Session:
                     await self.send_bytes(event.data)
         except (WebSocketDisconnect, RuntimeError):
             return  # the socket closed under us
-        except Unavailable as exc:
-            await self.send(failure(None, "unknown_error", exc.detail))
+        except (Unavailable, DatabaseUnavailable) as exc:
+            await self.send(failure(None, "unknown_error", str(exc)))
         except Exception:
             logger.exception("forwarding events of thread %s failed", self.thread_id)
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from threadline.core.errors import BadRequest, Conflict, InvalidInput, NotFound
 from threadline.core.protocol.filters import EventFilter, parse_filter
 from threadline.core.runs import RunRequest, create_run
-from threadline.storage.runs import TERMINAL
 
 if TYPE_CHECKING:
     from threadline.core.services import Services
@@ -208,17 +207,26 @@ async def _start(
 
 
 async def agent_tree(services: Services, thread_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The run's agent tree, as far as the server tracks it: the root graph and its status."""
     run_id = params.get("run_id")
-    runs = await services.runs.list_for_thread(thread_id, status=None, limit=1, offset=0)
-    run = (
-        await services.runs.get(str(run_id), thread_id)
-        if run_id
-        else next((r for r in runs if r["status"] not in TERMINAL), None)
-    )
+    run: Row | None
+    if run_id:
+        run = await services.runs.get(str(run_id), thread_id)
+    else:
+        async with services.db.transaction() as conn:
+            active = await services.runs.active_on_thread(conn, thread_id)
+        running = [r for r in active if r["status"] == "running"]
+        run = next(iter(running or active), None)
     if run is None:
         raise CommandError("no_such_run", "No active run is bound to this thread.")
-    status = {"pending": "started", "running": "running", "success": "completed"}.get(
-        run["status"], "failed" if run["status"] == "error" else "interrupted"
-    )
+    status = _TREE_STATUS.get(run["status"], "failed")
     graph_name = run["kwargs"]["config"]["configurable"]["graph_id"]
     return {"tree": {"namespace": [], "status": status, "graph_name": graph_name}}
+
+
+_TREE_STATUS = {
+    "pending": "started",
+    "running": "running",
+    "success": "completed",
+    "interrupted": "interrupted",
+}

@@ -10,7 +10,6 @@ worker around the graph, since they depend on how the run ended.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -77,7 +76,7 @@ class ProtocolMapper:
     def __init__(self) -> None:
         self._graph_names: dict[tuple[str, ...], str] = {}
 
-    def map(self, event: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
+    def map(self, event: dict[str, Any]) -> tuple[str, bytes]:
         method: str = event["method"]
         raw = event["params"]
         namespace = list(raw.get("namespace") or [])
@@ -89,10 +88,8 @@ class ProtocolMapper:
         elif method.startswith("custom:"):
             method, data = "custom", {"name": method[len("custom:") :], "payload": data}
         body = {"namespace": namespace, "timestamp": raw.get("timestamp") or now_ms()}
-        if method == "values":
-            yield method, _with_data(body, compact_messages(data))
-            return
-        yield method, _with_data(body, dumps(data))
+        data_json = compact_messages(data) if method == "values" else dumps(data)
+        return method, _with_data(body, data_json)
 
     def _subgraph_lifecycle(
         self, namespace: list[str], data: dict[str, Any]
