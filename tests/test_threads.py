@@ -720,3 +720,34 @@ async def test_thread_storage_report(client: Client, http: httpx.AsyncClient) ->
     assert report["total_bytes"] >= report["checkpoints"]["bytes"] > 0
     missing = await http.get(f"/threads/{uuid.uuid4()}/storage")
     assert missing.status_code == 404
+
+
+async def test_metadata_search_matches_types_exactly(client: Client) -> None:
+    """Strings, numbers and booleans match only their own kind (1 and 1.0 are one number),
+    nested and list values by containment, keys with quotes or dots as written."""
+    tag = str(uuid.uuid4())
+    kinds = {
+        "int": 1,
+        "float": 1.0,
+        "text": "1",
+        "true": True,
+        "nested": {"a": {"b": 2}},
+        "list": [1, 2, 3],
+    }
+    made = {}
+    for name, value in kinds.items():
+        thread = await client.threads.create(metadata={"tag": tag, "v": value, 'k"e.y': name})
+        made[name] = thread["thread_id"]
+
+    async def found(**wanted: Any) -> set[str]:
+        rows = await client.threads.search(metadata={"tag": tag, **wanted}, limit=100)
+        return {
+            name for name, thread_id in made.items() if thread_id in {r["thread_id"] for r in rows}
+        }
+
+    assert await found(v=1) == {"int", "float"}
+    assert await found(v="1") == {"text"}
+    assert await found(v=True) == {"true"}
+    assert await found(v={"a": {"b": 2}}) == {"nested"}
+    assert await found(v=[2]) == {"list"}
+    assert await found(**{'k"e.y': "list"}) == {"list"}

@@ -142,8 +142,9 @@ class AssistantRepository(Repository):
             clauses.append("graph_id = :graph_id")
             params["graph_id"] = graph_id
         if metadata:
-            clauses.append(self.db.json_contains("metadata", "metadata"))
-            params["metadata"] = self.db.json_param(metadata)
+            clause, extra = self.db.json_filter("metadata", "metadata", metadata)
+            clauses.append(clause)
+            params.update(extra)
         if name:
             # A case-insensitive substring match, `%` and `_` taken literally.
             clauses.append("LOWER(name) LIKE LOWER(:name) ESCAPE '\\'")
@@ -187,8 +188,9 @@ class AssistantRepository(Repository):
         clauses = ["assistant_id = :id"]
         params: dict[str, Any] = {"id": assistant_id, "limit": limit, "offset": offset}
         if metadata:
-            clauses.append(self.db.json_contains("metadata", "metadata"))
-            params["metadata"] = self.db.json_param(metadata)
+            clause, extra = self.db.json_filter("metadata", "metadata", metadata)
+            clauses.append(clause)
+            params.update(extra)
         rows = await self.db.fetch_all(
             "SELECT * FROM assistant_versions WHERE "
             + " AND ".join(clauses)

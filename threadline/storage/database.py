@@ -63,6 +63,9 @@ class Outage:
             self.since = None
 
 
+Filter = tuple[str, dict[str, Any]]
+
+
 class UniqueViolation(Exception):
     """A statement broke a unique constraint (whatever the backend's own exception)."""
 
@@ -131,6 +134,11 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def json_contains(self, column: str, param: str) -> str:
         """SQL that is true when JSON `column` contains the JSON object in `:param`."""
+
+    def json_filter(self, column: str, name: str, needle: dict[str, Any]) -> Filter:
+        """A WHERE condition true when JSON `column` contains `needle`, with its parameters
+        (named after `name`)."""
+        return self.json_contains(column, name), {name: self.json_param(needle)}
 
     @abc.abstractmethod
     def json_path(self, column: str, path_param: str) -> str:

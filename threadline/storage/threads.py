@@ -92,11 +92,13 @@ class ThreadRepository(Repository):
             )
             params.update(zip(names, ids, strict=True))
         if metadata:
-            clauses.append(self.db.json_contains("metadata", "metadata"))
-            params["metadata"] = self.db.json_param(metadata)
+            clause, extra = self.db.json_filter("metadata", "metadata", metadata)
+            clauses.append(clause)
+            params.update(extra)
         if values:
-            clauses.append(self.db.json_contains('"values"', "values"))
-            params["values"] = self.db.json_param(values)
+            clause, extra = self.db.json_filter('"values"', "values", values)
+            clauses.append(clause)
+            params.update(extra)
         if status:
             clauses.append("status = :status")
             params["status"] = status

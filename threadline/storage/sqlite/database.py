@@ -15,7 +15,14 @@ import aiosqlite
 import orjson
 
 from threadline.serialization import dumps
-from threadline.storage.database import Connection, Database, Params, Row, UniqueViolation
+from threadline.storage.database import (
+    Connection,
+    Database,
+    Filter,
+    Params,
+    Row,
+    UniqueViolation,
+)
 from threadline.storage.json_match import contains
 from threadline.storage.sqlite.checkpoints import SqliteCheckpoints
 
@@ -169,6 +176,21 @@ class SqliteDatabase(Database):
 
     def json_contains(self, column: str, param: str) -> str:
         return f"json_contains({column}, :{param})"
+
+    def json_filter(self, column: str, name: str, needle: dict[str, Any]) -> Filter:
+        """Top-level text and number values are compared first by SQLite's own
+        json_extract, so the exact (Python) containment test only sees the rows that pass:
+        a metadata search then scans 100,000 threads in C instead of in Python."""
+        sql, params = super().json_filter(column, name, needle)
+        quick: list[str] = []
+        for i, (key, value) in enumerate(needle.items()):
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                if '"' in key or "\\" in key:
+                    continue
+                quick.append(f"json_extract({column}, :{name}_k{i}) = :{name}_v{i}")
+                params[f"{name}_k{i}"] = f'$."{key}"'
+                params[f"{name}_v{i}"] = value
+        return " AND ".join([*quick, sql]), params
 
     def json_path(self, column: str, path_param: str) -> str:
         return f"json_at({column}, :{path_param})"
