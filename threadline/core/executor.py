@@ -23,7 +23,7 @@ from langgraph.types import Command, Send
 from threadline import __version__
 from threadline.core.protocol.events import ProtocolMapper
 from threadline.serialization import dumps, to_jsonable
-from threadline.storage.database import Row
+from threadline.storage.database import DatabaseUnavailable, Row
 
 Emit = Callable[[str, bytes], None]
 
@@ -265,7 +265,7 @@ async def execute(
                 mapper.chunk(tuple(namespace), mode, chunk)
     except Exception as exc:
         error = error_payload(exc)
-        if not protocol:  # a protocol run's failure is told by its lifecycle
+        if not protocol and not is_outage(error):
             emit("error", dumps(error))
     try:
         return await _final_state(graph, run, error)
@@ -274,9 +274,16 @@ async def execute(
         # with one `error` event whichever way it failed first.
         if error is None:
             error = error_payload(exc)
-            if not protocol:
+            if not protocol and not is_outage(error):
                 emit("error", dumps(error))
         return Execution("error", {"__error__": error}, error=error)
+
+
+def is_outage(error: dict[str, str] | None) -> bool:
+    """The run failed only because the database went away. Its worker decides whether it
+    resumes (from its last checkpoint) or fails, and says so; a protocol run's end is told
+    by its lifecycle either way."""
+    return error is not None and error.get("error") == DatabaseUnavailable.__name__
 
 
 class UnknownInterruptError(Exception):

@@ -311,6 +311,8 @@ class Worker:
                 logger.warning("run %s: the database went away under it; re-queueing it", run_id)
                 await self._release(run)
                 return
+            if executor.is_outage(result.error):  # out of attempts: it fails after all
+                await publisher.publish_now("error", dumps(result.error))
             if not await self._finish(me, result):
                 return  # taken away meanwhile: whoever holds it now ends it
             await self._after_finish(run)
@@ -327,8 +329,7 @@ class Worker:
         checkpoint could not be written): it resumes from its last checkpoint, like a run
         whose worker died, unless its attempts are used up."""
         return (
-            result.status == "error"
-            and (result.error or {}).get("error") == DatabaseUnavailable.__name__
+            executor.is_outage(result.error)
             and run["attempt"] < self.services.settings.max_attempts
         )
 
@@ -523,6 +524,15 @@ class _Publisher:
     async def log_end(self, graph_id: str, event: str, error: str | None = None) -> None:
         if self.log is not None:
             await self._append(LIFECYCLE, protocol_events.lifecycle(event, graph_id, error))
+
+    async def publish_now(self, event: str, data: bytes) -> None:
+        """An event decided after the graph returned (the run stream's, not the log's)."""
+        if self.log is not None:
+            return
+        try:
+            await self.broker.publish(self.stream, event, data)
+        except Exception as exc:  # the outcome is recorded; the end marker carries it too
+            logger.warning("publishing to %s failed: %s", self.stream, exc)
 
     async def _append(self, method: str, data: bytes) -> None:
         assert self.log is not None
