@@ -619,6 +619,55 @@ async def sc_sse_custom(client: httpx.AsyncClient, server: Server, o: dict[str, 
     return metrics, {"events": n, "reps": reps}
 
 
+async def sc_protocol_custom(
+    client: httpx.AsyncClient, server: Server, o: dict[str, Any]
+) -> Result:
+    """The thread-centric protocol: run.start, then the thread's event stream until the
+    run's `completed` lifecycle event, with N custom events in between."""
+    n = o["events"]
+    reps = []
+    for _ in range(o["sse_reps"]):
+        thread_id = str(uuid.uuid4())
+        command = {
+            "id": 1,
+            "method": "run.start",
+            "params": {"assistant_id": "custom_v3", "input": {"n": n}},
+        }
+        t0 = now()
+        started = await post_json(client, f"/threads/{thread_id}/commands", command)
+        if started.get("type") != "success":
+            raise BenchError(f"run.start refused: {started}")
+        body = {"channels": ["custom", "lifecycle"]}
+        count, t_first_custom, t_last_custom = 0, None, None
+        async for ev in sse_events(client, f"/threads/{thread_id}/stream/events", body):
+            data = json.loads(ev.data)["params"]["data"]
+            if ev.event == "custom":
+                if data["i"] != count:
+                    raise BenchError(f"custom event out of order: {data['i']} after {count}")
+                count += 1
+                t_first_custom = t_first_custom or ev.t
+                t_last_custom = ev.t
+            elif ev.event == "lifecycle" and data["event"] in ("completed", "failed"):
+                break
+        t_end = now()
+        if count != n or t_first_custom is None or t_last_custom is None:
+            raise BenchError(f"got {count} custom events, expected {n}")
+        streaming = t_last_custom - t_first_custom
+        reps.append(
+            {
+                "total_s": t_end - t0,
+                "first_custom_ms": (t_first_custom - t0) * 1000,
+                "events_per_s_streaming": (n - 1) / streaming if streaming > 0 else None,
+                "events_per_s_end_to_end": n / (t_end - t0),
+            }
+        )
+    metrics = {
+        key: statistics.median(r[key] for r in reps if r[key] is not None)
+        for key in ("total_s", "events_per_s_streaming", "events_per_s_end_to_end")
+    }
+    return metrics, {"events": n, "reps": reps}
+
+
 async def sc_threads_mem(client: httpx.AsyncClient, server: Server, o: dict[str, Any]) -> Result:
     total, clients = o["threads"], o["mem_clients"]
     groups = 100
@@ -777,6 +826,12 @@ SCENARIOS: list[Scenario] = [
         "sse-custom",
         sc_sse_custom,
         "POST /runs/stream stream_mode=custom, N custom events (custom graph)",
+        lambda a: [{"events": a.events, "sse_reps": a.sse_reps}],
+    ),
+    Scenario(
+        "protocol-custom",
+        sc_protocol_custom,
+        "thread-centric protocol: run.start + /threads/{id}/stream/events, N custom events",
         lambda a: [{"events": a.events, "sse_reps": a.sse_reps}],
     ),
     Scenario(

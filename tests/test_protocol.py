@@ -485,7 +485,9 @@ async def test_cancelling_a_queued_run_leaves_the_running_one_alone(
     client: LangGraphClient, http: httpx.AsyncClient
 ) -> None:
     thread_id = str(uuid.uuid4())
-    slow = {"assistant_id": "slow", "input": {}, "config": {"configurable": {"delay": 0.3}}}
+    # long enough (3 s) that the queued run is cancelled while this one still runs
+    knobs = {"steps": 10, "delay": 0.3}
+    slow = {"assistant_id": "slow", "input": {}, "config": {"configurable": knobs}}
     first = await http.post(
         f"/threads/{thread_id}/commands", json={"id": 1, "method": "run.start", "params": slow}
     )
@@ -607,3 +609,14 @@ async def test_agent_tree_of_the_running_run(http: httpx.AsyncClient) -> None:
         "graph_name": "slow",
     }
     await http.post(f"/threads/{thread_id}/runs/{run_id}/cancel?wait=true")
+
+
+async def test_plain_custom_writes_reach_the_custom_channel(client: LangGraphClient) -> None:
+    """`get_stream_writer()` writes of a graph with no stream transformer of its own."""
+    async with client.threads.stream(assistant_id="custom") as thread:
+        await thread.run.start(input={"n": 4})
+        written = [
+            event["params"]["data"]
+            async for event in thread.subscribe(["custom"], namespaces=[[]], depth=0)
+        ]
+    assert written == [{"i": i} for i in range(4)]

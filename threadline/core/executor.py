@@ -21,7 +21,7 @@ from langgraph.pregel import Pregel
 from langgraph.types import Command, Send
 
 from threadline import __version__
-from threadline.core.protocol.events import ProtocolMapper
+from threadline.core.protocol.events import CustomWrites, ProtocolMapper
 from threadline.serialization import dumps, to_jsonable
 from threadline.storage.database import DatabaseUnavailable, Row
 
@@ -217,7 +217,9 @@ async def _stream_protocol(
     mapper = ProtocolMapper()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LangChainBetaWarning)
-        stream = await runnable.astream_events(graph_input, config, version="v3", **extra)
+        stream = await runnable.astream_events(
+            graph_input, config, version="v3", transformers=[CustomWrites], **extra
+        )
     async for event in stream:
         emit(*mapper.map(event))
 

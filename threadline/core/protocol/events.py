@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from langchain_core.messages import BaseMessage
+from langgraph.stream import StreamTransformer
 
 from threadline.broker.base import Broker
 from threadline.serialization import dumps
@@ -68,6 +69,20 @@ def envelope(seq: int, method: str, params_json: bytes) -> bytes:
     """The wire event; ids are the log's numbers, so a resumed reader dedups by them."""
     head = b'{"type":"event","event_id":"%d","seq":%d,"method":' % (seq, seq)
     return head + orjson.dumps(method) + b',"params":' + params_json + b"}"
+
+
+class CustomWrites(StreamTransformer):
+    """Asks the graph for its `custom` stream, so what nodes write with
+    `get_stream_writer()` reaches the `custom` channel. (LangGraph's own transformers only
+    ask for it when one of the graph's needs it; the reference then drops those writes.)"""
+
+    required_stream_modes = ("custom",)
+
+    def init(self) -> dict[str, Any]:
+        return {}
+
+    def process(self, event: Any) -> bool:
+        return True
 
 
 class ProtocolMapper:
