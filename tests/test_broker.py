@@ -233,6 +233,25 @@ class TestBroker:
         replayed = await _collect_some(peer.subscribe(stream, "-1"), 40)
         assert [parse_event_id(e.id)[1] for e in replayed] == list(range(1, 41))
 
+    async def test_publish_many_keeps_order_with_single_publishes(
+        self, broker: Broker, peer: Broker
+    ) -> None:
+        stream = _stream()
+        await broker.publish(stream, "values", b"0")
+        await broker.publish_many(stream, [("custom", str(i).encode()) for i in range(1, 300)])
+        await broker.publish(stream, "values", b"300")
+        await broker.close_stream(stream)
+        events = [e for e in await _collect(peer.subscribe(stream, "-1")) if not e.is_end]
+        assert [int(e.data) for e in events] == list(range(301))
+        parsed = [parse_event_id(e.id) for e in events]
+        assert parsed == sorted(parsed) and len(set(parsed)) == 301
+
+        counted = f"protocol:{uuid.uuid4()}"
+        await broker.append(counted, "lifecycle", b"first")
+        await broker.publish_many(counted, [("values", b"x")] * 10, counted=True)
+        replayed = await _collect_some(peer.subscribe(counted, "-1"), 11)
+        assert [e.id for e in replayed] == [f"0-{n}" for n in range(1, 12)]
+
     async def test_resume_after_last_event_id(self, broker: Broker, peer: Broker) -> None:
         stream = _stream()
         ids = [await broker.publish(stream, "values", str(i).encode()) for i in range(6)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,17 @@ class Broker(abc.ABC):
         from 1 whichever process appends (a thread's protocol log, whose readers resume
         `since` a number). Returns n. A stream is written with `publish` or with `append`,
         never both."""
+
+    async def publish_many(
+        self, stream: str, events: Sequence[tuple[str, bytes]], *, counted: bool = False
+    ) -> None:
+        """`publish` (or, `counted`, `append`) several events in order; a broker that can
+        send them in one round trip does."""
+        for event, data in events:
+            if counted:
+                await self.append(stream, event, data)
+            else:
+                await self.publish(stream, event, data)
 
     @abc.abstractmethod
     async def close_stream(self, stream: str, final: bytes = b"") -> None:

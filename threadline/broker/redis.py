@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -117,6 +117,15 @@ def _normalise_id(event_id: str) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _publish_args(event: str, data: bytes) -> list[Any]:
+    ttl_after_end, ttl_idle = int(RETENTION_SECONDS * 1000), int(IDLE_SECONDS * 1000)
+    return [MAX_EVENTS_PER_STREAM, event, data, ttl_after_end, ttl_idle]
+
+
+def _append_args(event: str, data: bytes) -> list[Any]:
+    return [MAX_EVENTS_PER_STREAM, event, data, int(IDLE_SECONDS * 1000)]
 
 
 def _event(entry_id: Any, fields: dict[Any, Any]) -> StreamEvent:
@@ -214,14 +223,7 @@ class RedisBroker(Broker):
         entry_id = await self._call(
             "publish",
             lambda: self._publish_script(
-                keys=[self._stream_key(stream)],
-                args=[
-                    MAX_EVENTS_PER_STREAM,
-                    event,
-                    data,
-                    int(RETENTION_SECONDS * 1000),
-                    int(IDLE_SECONDS * 1000),
-                ],
+                keys=[self._stream_key(stream)], args=_publish_args(event, data)
             ),
         )
         return _text(entry_id)
@@ -230,11 +232,26 @@ class RedisBroker(Broker):
         number = await self._call(
             "append",
             lambda: self._append_script(
-                keys=[self._stream_key(stream)],
-                args=[MAX_EVENTS_PER_STREAM, event, data, int(IDLE_SECONDS * 1000)],
+                keys=[self._stream_key(stream)], args=_append_args(event, data)
             ),
         )
         return int(number)
+
+    async def publish_many(
+        self, stream: str, events: Sequence[tuple[str, bytes]], *, counted: bool = False
+    ) -> None:
+        """One round trip (a pipeline of the same scripts, run in order)."""
+        script = self._append_script if counted else self._publish_script
+        arguments = _append_args if counted else _publish_args
+        keys = [self._stream_key(stream)]
+
+        async def send() -> None:
+            pipe = self.redis.pipeline(transaction=False)
+            for event, data in events:
+                await script(keys=keys, args=arguments(event, data), client=pipe)
+            await pipe.execute()
+
+        await self._call("publish", send)
 
     async def close_stream(self, stream: str, final: bytes = b"") -> None:
         await self._call(

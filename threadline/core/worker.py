@@ -481,23 +481,32 @@ class _Publisher:
 
     async def _publish_forever(self) -> None:
         failing = False
-        while True:
-            item = await self.queue.get()
-            if item is None:
-                return
+        ended = False
+        while not ended:
+            # what piled up while the last batch was sent goes out in one round trip
+            batch = [await self.queue.get()]
+            while batch[-1] is not None and not self.queue.empty() and len(batch) < PUBLISH_BATCH:
+                batch.append(self.queue.get_nowait())
+            ended = batch[-1] is None
+            events = [item for item in batch if item is not None]
+            if not events:
+                continue
             try:
-                if self.log is not None:
-                    await self.broker.append(self.log, *item)
-                else:
-                    await self.broker.publish(self.stream, *item)
-                if self.thread is not None and self.log is None:
-                    await self.broker.publish(self.thread, *item)
+                await self._publish(events)
                 failing = False
             except Exception as exc:
                 # The run goes on and its outcome is recorded; followers miss these events.
                 if not failing:
                     logger.warning("publishing events of %s failed: %s", self.stream, exc)
                 failing = True
+
+    async def _publish(self, events: list[tuple[str, bytes]]) -> None:
+        if self.log is not None:
+            await self.broker.publish_many(self.log, events, counted=True)
+            return
+        await self.broker.publish_many(self.stream, events)
+        if self.thread is not None:
+            await self.broker.publish_many(self.thread, events)
 
     async def drain(self) -> None:
         # Events emitted on the graph loop arrive through call_soon_threadsafe; one turn
@@ -560,6 +569,7 @@ class _Publisher:
 
 _LATE_CLOSES: set[asyncio.Task[None]] = set()
 LATE_CLOSE_GIVE_UP_SECONDS = 600.0
+PUBLISH_BATCH = 500
 
 
 async def _close_later(broker: Any, stream: str, payload: bytes) -> None:
