@@ -252,6 +252,15 @@ class TestBroker:
         replayed = await _collect_some(peer.subscribe(counted, "-1"), 11)
         assert [e.id for e in replayed] == [f"0-{n}" for n in range(1, 12)]
 
+    async def test_a_forgotten_log_starts_again(self, broker: Broker, peer: Broker) -> None:
+        stream = f"protocol:{uuid.uuid4()}"
+        for _ in range(3):
+            await broker.append(stream, "values", b"old")
+        await peer.forget(stream)
+        assert await broker.append(stream, "values", b"new") == 1
+        [event] = await _collect_some(peer.subscribe(stream, "-1"), 1)
+        assert (event.id, event.data) == ("0-1", b"new")
+
     async def test_resume_after_last_event_id(self, broker: Broker, peer: Broker) -> None:
         stream = _stream()
         ids = [await broker.publish(stream, "values", str(i).encode()) for i in range(6)]

@@ -620,3 +620,22 @@ async def test_plain_custom_writes_reach_the_custom_channel(client: LangGraphCli
             async for event in thread.subscribe(["custom"], namespaces=[[]], depth=0)
         ]
     assert written == [{"i": i} for i in range(4)]
+
+
+async def test_a_deleted_thread_takes_its_log_with_it(
+    client: LangGraphClient, http: httpx.AsyncClient
+) -> None:
+    thread_id = str(uuid.uuid4())
+    start = {"id": 1, "method": "run.start", "params": {"assistant_id": "extension", "input": {}}}
+    await http.post(f"/threads/{thread_id}/commands", json=start)
+    first_run = await _finished_seq(http, thread_id)
+    await client.threads.delete(thread_id)
+    again = {**start, "params": {"assistant_id": "custom", "input": {"n": 1}}}
+    await http.post(f"/threads/{thread_id}/commands", json=again)
+    last = await _finished_seq(http, thread_id)
+    events = await _events(http, thread_id, {"channels": ALL_CHANNELS}, until_seq=last)
+    assert [e["seq"] for e in events] == list(range(1, last + 1))
+    assert {
+        e["params"]["data"].get("graph_name") for e in events if e["method"] == "lifecycle"
+    } == {"custom"}
+    assert last < first_run

@@ -73,6 +73,12 @@ class Broker(abc.ABC):
                 await self.publish(stream, event, data)
 
     @abc.abstractmethod
+    async def forget(self, stream: str) -> None:
+        """Delete a stream's events (a deleted thread's log), so a thread created again
+        under the same id starts a log of its own. Its followers are not ended: like
+        followers of a thread that does not exist yet, they wait."""
+
+    @abc.abstractmethod
     async def close_stream(self, stream: str, final: bytes = b"") -> None:
         """Mark the stream finished: subscribers end after the last event.
 

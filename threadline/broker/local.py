@@ -98,6 +98,12 @@ class LocalBroker(Broker):
             queue.put_nowait(item)
         return item.id
 
+    async def forget(self, stream: str) -> None:
+        state = self._streams.pop(stream, None)
+        if state is not None and state.subscribers:
+            # its followers keep following under the same name, from the start again
+            self._streams[stream] = _Stream(subscribers=state.subscribers)
+
     async def close_stream(self, stream: str, final: bytes = b"") -> None:
         state = self._stream(stream)
         if state.closed_at is not None:

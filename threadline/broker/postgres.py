@@ -198,6 +198,14 @@ class PostgresBroker(Broker):
         assert row is not None
         return int(row["seq"])
 
+    async def forget(self, stream: str) -> None:
+        async def delete() -> None:
+            async with self.db.transaction() as conn:
+                await conn.execute("DELETE FROM stream_heads WHERE stream = :s", {"s": stream})
+                await conn.execute("DELETE FROM stream_events WHERE stream = :s", {"s": stream})
+
+        await self._call("forget", delete)
+
     async def close_stream(self, stream: str, final: bytes = b"") -> None:
         await self._append(_CLOSE, stream, END_OF_STREAM, final)
 

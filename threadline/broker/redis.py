@@ -253,6 +253,9 @@ class RedisBroker(Broker):
 
         await self._call("publish", send)
 
+    async def forget(self, stream: str) -> None:
+        await self._call("forget", lambda: self.redis.delete(self._stream_key(stream)))
+
     async def close_stream(self, stream: str, final: bytes = b"") -> None:
         await self._call(
             "close stream",

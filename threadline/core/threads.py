@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from langgraph.types import Command, Send, StateSnapshot, StateUpdate
 
 from threadline.core.cancel import signal_cancelled
 from threadline.core.errors import BadRequest, Conflict, InvalidInput, NotFound
+from threadline.core.protocol.events import log_stream
 from threadline.core.runs import thread_stream, wait_for_run
 from threadline.core.state import (
     graph_id_of,
@@ -29,6 +31,8 @@ from threadline.core.state import (
 from threadline.ids import is_uuid, new_id
 from threadline.serialization import dumps, utcnow
 from threadline.storage.database import Row
+
+logger = logging.getLogger("threadline.threads")
 
 if TYPE_CHECKING:
     from threadline.core.services import Services
@@ -162,7 +166,15 @@ async def delete_thread_and_checkpoints(services: Services, thread_id: str) -> b
             )
     deleted = await services.threads.delete(thread_id)
     await services.checkpointer.adelete_thread(thread_id)
+    await _forget_log(services, thread_id)
     return deleted
+
+
+async def _forget_log(services: Services, thread_id: str) -> None:
+    try:
+        await services.broker.forget(log_stream(thread_id))
+    except Exception as exc:  # it expires when idle anyway
+        logger.warning("deleting the event log of thread %s failed: %s", thread_id, exc)
 
 
 async def delete_if_temporary(services: Services, run: Row) -> None:
