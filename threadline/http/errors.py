@@ -69,7 +69,8 @@ async def _http_error(request: Request, exc: Exception) -> Any:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> Any:
-    logger.warning("%s %s: %s", request.method, request.url.path, exc)
+    # The outage itself is logged once by the database layer, not once per request.
+    logger.debug("%s %s: %s", request.method, request.url.path, exc)
     return json_response({"detail": str(exc)}, status_code=503)
 
 
