@@ -13,6 +13,7 @@ import datetime
 import functools
 import logging
 import re
+import select
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -125,6 +126,19 @@ def _quiet_pool_warnings() -> None:
         pool_logger.setLevel(logging.ERROR)
 
 
+async def _check_if_stirred(conn: psycopg.AsyncConnection[DictRow]) -> None:
+    """Ping a pooled connection only when something happened to it while idle.
+
+    An idle connection has nothing to read; a server that stopped or restarted has closed
+    it (or said why first), which makes its socket readable. Looking costs a system call,
+    where a ping on every checkout costs a round trip per statement."""
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 class _Pool(AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]):
     """A pool whose failures are DatabaseUnavailable, whatever the statement that met them.
 
@@ -229,7 +243,7 @@ class PostgresDatabase(Database):
             max_size=max_size or self.pool_size,
             kwargs=CONNECTION_KWARGS,
             # a connection that died with a database restart is replaced, not handed out
-            check=AsyncConnectionPool.check_connection,
+            check=_check_if_stirred,
             reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
             open=False,
             name="threadline",
