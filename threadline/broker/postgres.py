@@ -69,40 +69,35 @@ T = TypeVar("T")
 _APPEND = """
 WITH head AS (
     INSERT INTO stream_heads AS h (stream, last_ms, last_seq, closed_at, updated_at)
+    {move_head}
+    RETURNING last_ms, last_seq
+), appended AS (
+    INSERT INTO stream_events (stream, ms, seq, event, data)
+    SELECT :stream, last_ms, last_seq, :event, :data FROM head
+    RETURNING ms, seq
+)
+SELECT ms, seq, pg_notify(:channel, :stream) AS notified FROM appended
+"""
+# Ids `<ms>-<seq>`: the time, then a count within the millisecond.
+_TIMED_HEAD = """
     VALUES (:stream, :now_ms, 0, {closed}, now())
     ON CONFLICT (stream) DO UPDATE SET
         last_ms = GREATEST(h.last_ms, EXCLUDED.last_ms),
         last_seq = CASE WHEN EXCLUDED.last_ms > h.last_ms THEN 0 ELSE h.last_seq + 1 END,
         closed_at = COALESCE(h.closed_at, EXCLUDED.closed_at),
         updated_at = now()
-    {only_open}
-    RETURNING last_ms, last_seq
-), appended AS (
-    INSERT INTO stream_events (stream, ms, seq, event, data)
-    SELECT :stream, last_ms, last_seq, :event, :data FROM head
-    RETURNING ms, seq
-)
-SELECT ms, seq, pg_notify(:channel, :stream) AS notified FROM appended
-"""
-_PUBLISH = _APPEND.format(closed="NULL", only_open="")
+    {only_open}"""
+_PUBLISH = _APPEND.format(move_head=_TIMED_HEAD.format(closed="NULL", only_open=""))
 # Closing is idempotent: a closed stream's head is left alone and nothing is appended.
-_CLOSE = _APPEND.format(closed="now()", only_open="WHERE h.closed_at IS NULL")
-
-
-# A counted stream's numbers live in its head row: `last_seq` counts, `last_ms` stays 0.
-_APPEND_COUNTED = """
-WITH head AS (
-    INSERT INTO stream_heads AS h (stream, last_ms, last_seq, closed_at, updated_at)
-    VALUES (:stream, 0, 1, NULL, now())
-    ON CONFLICT (stream) DO UPDATE SET last_seq = h.last_seq + 1, updated_at = now()
-    RETURNING last_ms, last_seq
-), appended AS (
-    INSERT INTO stream_events (stream, ms, seq, event, data)
-    SELECT :stream, last_ms, last_seq, :event, :data FROM head
-    RETURNING ms, seq
+_CLOSE = _APPEND.format(
+    move_head=_TIMED_HEAD.format(closed="now()", only_open="WHERE h.closed_at IS NULL")
 )
-SELECT ms, seq, pg_notify(:channel, :stream) AS notified FROM appended
-"""
+# A counted stream's numbers live in its head row: `last_seq` counts, `last_ms` stays 0.
+_APPEND_COUNTED = _APPEND.format(
+    move_head="""
+    VALUES (:stream, 0, 1, NULL, now())
+    ON CONFLICT (stream) DO UPDATE SET last_seq = h.last_seq + 1, updated_at = now()"""
+)
 
 
 def _channel_name(prefix: str, kind: str) -> str:
