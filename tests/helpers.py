@@ -14,6 +14,28 @@ def slow_context(steps: int = 50, delay: float = 0.05) -> dict[str, Any]:
     return {"steps": steps, "delay": delay}
 
 
+async def start_slow_run(
+    client: LangGraphClient,
+    steps: int,
+    delay: float,
+    thread_id: str | None = None,
+    **extra: Any,
+) -> tuple[str, str]:
+    """A background `slow` run checkpointing every step (creating its thread); returns
+    (thread id, run id)."""
+    thread_id = thread_id or str(uuid.uuid4())
+    run = await client.runs.create(
+        thread_id,
+        "slow",
+        input={},
+        context=slow_context(steps, delay),
+        durability="sync",
+        if_not_exists="create",
+        **extra,
+    )
+    return thread_id, str(run["run_id"])
+
+
 async def new_thread(client: LangGraphClient, **metadata: Any) -> str:
     thread = await client.threads.create(metadata={"test": str(uuid.uuid4()), **metadata})
     return str(thread["thread_id"])

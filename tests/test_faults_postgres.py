@@ -22,10 +22,9 @@ import httpx
 import psycopg
 import pytest
 from langgraph_sdk import get_client
-from langgraph_sdk.client import LangGraphClient
 
 from tests import serverproc
-from tests.helpers import wait_for_status
+from tests.helpers import start_slow_run, wait_for_status
 from tests.serverproc import ServerProcess, free_port
 from tests.test_webhooks import WEBHOOK_ENV, Receiver
 
@@ -159,22 +158,6 @@ class Deployment:
             return await cursor.fetchall()
 
 
-async def _slow_run(
-    client: LangGraphClient, steps: int, delay: float, **extra: Any
-) -> tuple[str, str]:
-    thread_id = str(uuid.uuid4())
-    run = await client.runs.create(
-        thread_id,
-        "slow",
-        input={},
-        context={"steps": steps, "delay": delay},
-        durability="sync",
-        if_not_exists="create",
-        **extra,
-    )
-    return thread_id, str(run["run_id"])
-
-
 async def _wait_until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not await condition():
@@ -222,7 +205,8 @@ async def test_postgres_restart_under_running_servers(private_postgres: PrivateP
     api = get_client(url=deployment.serve.url, api_key=None)
     try:
         runs = [
-            await _slow_run(api, steps=12, delay=0.25, webhook=receiver.url()) for _ in range(6)
+            await start_slow_run(api, steps=12, delay=0.25, webhook=receiver.url())
+            for _ in range(6)
         ]
         run_ids = [run_id for _, run_id in runs]
 
@@ -298,7 +282,7 @@ async def test_run_failed_for_its_lost_workers_still_sends_its_webhook(backend: 
     receiver = Receiver().start()
     try:
         api = get_client(url=proc.url, api_key=None)
-        thread_id, run_id = await _slow_run(api, steps=200, delay=0.05, webhook=receiver.url())
+        thread_id, run_id = await start_slow_run(api, steps=200, delay=0.05, webhook=receiver.url())
         await wait_for_status(api, thread_id, run_id, {"running"})
         await api.http.client.aclose()
         proc.kill()

@@ -21,7 +21,7 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from tests import serverproc
-from tests.helpers import wait_for_status
+from tests.helpers import start_slow_run, wait_for_status
 from tests.serverproc import ServerProcess
 from tests.sse_client import Frame, frames, read_all
 from tests.test_broker import PrivateRedis
@@ -119,21 +119,6 @@ async def _wait_for_steps(client: LangGraphClient, thread_id: str, steps: int) -
         await asyncio.sleep(0.05)
 
 
-async def _slow_run(
-    client: LangGraphClient, steps: int, delay: float, thread_id: str | None = None
-) -> tuple[str, str]:
-    thread_id = thread_id or str(uuid.uuid4())
-    run = await client.runs.create(
-        thread_id,
-        "slow",
-        input={},
-        context={"steps": steps, "delay": delay},
-        durability="sync",
-        if_not_exists="create",
-    )
-    return thread_id, str(run["run_id"])
-
-
 async def test_200_background_runs_on_50_threads_run_once_in_order(live: Cluster) -> None:
     api = [live.client(live.a), live.client(live.b)]
     threads = [str((await api[i % 2].threads.create())["thread_id"]) for i in range(50)]
@@ -177,7 +162,7 @@ async def test_200_background_runs_on_50_threads_run_once_in_order(live: Cluster
 
 async def test_kill_9_of_the_executor_resumes_on_another_process(live: Cluster) -> None:
     api = live.client(live.b)  # API only: never the one killed
-    thread_id, run_id = await _slow_run(api, steps=12, delay=0.25)
+    thread_id, run_id = await start_slow_run(api, steps=12, delay=0.25)
     holder = await live.executor_of(run_id)
     await _wait_for_steps(api, thread_id, 3)
     killed_at = time.monotonic()
@@ -197,7 +182,7 @@ async def test_kill_9_of_the_executor_resumes_on_another_process(live: Cluster) 
 async def test_cancel_on_one_process_stops_the_run_on_another(live: Cluster) -> None:
     for via_name in ("b", "a"):
         starter = live.client(live.b)
-        thread_id, run_id = await _slow_run(starter, steps=200, delay=0.05)
+        thread_id, run_id = await start_slow_run(starter, steps=200, delay=0.05)
         holder = await live.executor_of(run_id)
         via = live.b if via_name == "b" or holder is live.a else live.a
         assert via is not holder
@@ -218,7 +203,7 @@ async def test_cancel_on_one_process_stops_the_run_on_another(live: Cluster) -> 
 
 async def test_multitask_reject_and_interrupt_across_processes(live: Cluster) -> None:
     a, b = live.client(live.a), live.client(live.b)
-    thread_id, first = await _slow_run(a, steps=200, delay=0.05)
+    thread_id, first = await start_slow_run(a, steps=200, delay=0.05)
     await wait_for_status(b, thread_id, first, {"running"})
     with pytest.raises(httpx.HTTPStatusError) as info:
         await b.runs.create(
@@ -285,7 +270,7 @@ async def test_stream_started_on_one_process_resumes_on_another(live: Cluster) -
 
 async def test_join_on_one_process_of_a_run_on_another(live: Cluster) -> None:
     a, b = live.client(live.a), live.client(live.b)
-    thread_id, run_id = await _slow_run(a, steps=5, delay=0.1)
+    thread_id, run_id = await start_slow_run(a, steps=5, delay=0.1)
     result = await b.runs.join(thread_id, run_id)
     assert result["log"] == [f"step-{i}" for i in range(1, 6)]
 
@@ -294,10 +279,10 @@ async def test_sigterm_hands_running_runs_over_after_the_grace(live: Cluster) ->
     """Grace 3 s (tests/serverproc.py): short runs finish where they run; a long one is put
     back in the queue at once and finishes elsewhere from its last checkpoint."""
     api = live.client(live.b)
-    long_thread, long_run = await _slow_run(api, steps=40, delay=0.2)
+    long_thread, long_run = await start_slow_run(api, steps=40, delay=0.2)
     holder = await live.executor_of(long_run)
     # 7 short runs on 7 free jobs (3 on the holder, 4 elsewhere): at least 3 land on it
-    shorts = [await _slow_run(api, steps=4, delay=0.25) for _ in range(7)]
+    shorts = [await start_slow_run(api, steps=4, delay=0.25) for _ in range(7)]
     on_holder = [run for _, run in shorts if await live.executor_of(run) is holder]
     assert on_holder
     assert holder.proc is not None
@@ -344,14 +329,14 @@ async def test_redis_restart_mid_run_loses_no_run_and_runs_none_twice(
 ) -> None:
     cluster, redis_server = redis_cluster
     a, b = cluster.client(cluster.a), cluster.client(cluster.b)
-    thread_id, run_id = await _slow_run(b, steps=16, delay=0.25)
+    thread_id, run_id = await start_slow_run(b, steps=16, delay=0.25)
     await _wait_for_steps(b, thread_id, 2)
     joined = asyncio.create_task(b.runs.join(thread_id, run_id))
     await asyncio.sleep(0.2)
 
     redis_server.stop()
     # What needs only the database goes on; what needs Redis says so.
-    other_thread, other_run = await _slow_run(b, steps=2, delay=0.05)
+    other_thread, other_run = await start_slow_run(b, steps=2, delay=0.05)
     during = await b.runs.join(thread_id, run_id)
     assert during["__error__"]["error"] == "Unavailable", during
     await asyncio.sleep(1.0)
@@ -366,7 +351,7 @@ async def test_redis_restart_mid_run_loses_no_run_and_runs_none_twice(
     # its wake-up was lost with Redis; the workers' poll finds it
     await wait_for_status(b, other_thread, other_run, {"success"}, timeout=15)
     # signals flow again: a cancel through B reaches the run on A
-    thread_id, run_id = await _slow_run(b, steps=200, delay=0.05)
+    thread_id, run_id = await start_slow_run(b, steps=200, delay=0.05)
     await _wait_for_steps(b, thread_id, 2)
     asked = time.monotonic()
     await b.runs.cancel(thread_id, run_id, wait=True)
