@@ -272,9 +272,9 @@ class Worker:
             self.services,
             run_stream(run_id),
             thread_stream(run["thread_id"]) if thread_watched else None,
-            log_stream(run["thread_id"]) if run["kwargs"].get("protocol") else None,
+            log_stream(run["thread_id"]) if protocol_events.is_protocol_run(run) else None,
         )
-        graph_id = run["kwargs"]["config"]["configurable"]["graph_id"]
+        graph_id = protocol_events.graph_name(run)
         if publisher.log is not None:
             publisher.emit(LIFECYCLE, protocol_events.lifecycle("running", graph_id))
         try:

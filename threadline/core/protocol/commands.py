@@ -12,6 +12,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
 from threadline.core.errors import BadRequest, Conflict, InvalidInput, NotFound
+from threadline.core.protocol.events import graph_name
 from threadline.core.protocol.filters import EventFilter, parse_filter
 from threadline.core.runs import RunRequest, create_run
 
@@ -220,8 +221,7 @@ async def agent_tree(services: Services, thread_id: str, params: dict[str, Any])
     if run is None:
         raise CommandError("no_such_run", "No active run is bound to this thread.")
     status = _TREE_STATUS.get(run["status"], "failed")
-    graph_name = run["kwargs"]["config"]["configurable"]["graph_id"]
-    return {"tree": {"namespace": [], "status": status, "graph_name": graph_name}}
+    return {"tree": {"namespace": [], "status": status, "graph_name": graph_name(run)}}
 
 
 _TREE_STATUS = {
