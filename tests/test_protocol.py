@@ -57,6 +57,30 @@ async def _events(
     return events
 
 
+async def _command(
+    http: httpx.AsyncClient,
+    thread_id: str,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    command_id: int = 1,
+) -> dict[str, Any]:
+    """POST one command; its response envelope."""
+    body = {"id": command_id, "method": method, "params": params or {}}
+    response = await http.post(f"/threads/{thread_id}/commands", json=body)
+    envelope: dict[str, Any] = response.json()
+    return envelope
+
+
+async def _start_run(
+    http: httpx.AsyncClient, thread_id: str, params: dict[str, Any], *, command_id: int = 1
+) -> str:
+    """`run.start`, which must succeed; the run's id."""
+    started = await _command(http, thread_id, "run.start", params, command_id=command_id)
+    assert started["type"] == "success", started
+    return str(started["result"]["run_id"])
+
+
 async def _finished_seq(http: httpx.AsyncClient, thread_id: str) -> int:
     """The number of the run's terminal lifecycle event (waiting for it)."""
     events = await asyncio.wait_for(_terminal(http, thread_id), timeout=20)
@@ -167,14 +191,11 @@ async def test_run_start_on_an_interrupted_thread_resumes_it(
     client: LangGraphClient, http: httpx.AsyncClient
 ) -> None:
     thread_id = str(uuid.uuid4())
-    start = {"id": 1, "method": "run.start", "params": {"assistant_id": "hitl", "input": {}}}
-    assert (await http.post(f"/threads/{thread_id}/commands", json=start)).json()["type"] == (
-        "success"
-    )
+    await _start_run(http, thread_id, {"assistant_id": "hitl", "input": {}})
     await _finished_seq(http, thread_id)
-    resume = {**start, "id": 2, "params": {"assistant_id": "hitl", "input": "go ahead"}}
-    response = (await http.post(f"/threads/{thread_id}/commands", json=resume)).json()
-    run = await client.runs.join(thread_id, response["result"]["run_id"])
+    resume = {"assistant_id": "hitl", "input": "go ahead"}
+    run_id = await _start_run(http, thread_id, resume, command_id=2)
+    run = await client.runs.join(thread_id, run_id)
     assert run["answer"] == "go ahead"
 
 
@@ -287,9 +308,7 @@ async def test_events_have_increasing_numbers_and_the_reference_shape(
 async def test_filters_by_channel_namespace_and_depth(http: httpx.AsyncClient) -> None:
     thread_id = str(uuid.uuid4())
     go = {"assistant_id": "deep_agent", "input": {"messages": [{"role": "user", "content": "go"}]}}
-    await http.post(
-        f"/threads/{thread_id}/commands", json={"id": 1, "method": "run.start", "params": go}
-    )
+    await _start_run(http, thread_id, go)
     last = await _finished_seq(http, thread_id)
     everything = await _events(http, thread_id, {"channels": ALL_CHANNELS}, until_seq=last)
     nested = [e for e in everything if e["params"]["namespace"]]
@@ -321,10 +340,7 @@ async def test_resume_after_a_dropped_connection_repeats_and_loses_nothing(
     http: httpx.AsyncClient,
 ) -> None:
     thread_id = str(uuid.uuid4())
-    start = {"assistant_id": "tool_agent", "input": WEATHER}
-    await http.post(
-        f"/threads/{thread_id}/commands", json={"id": 1, "method": "run.start", "params": start}
-    )
+    await _start_run(http, thread_id, {"assistant_id": "tool_agent", "input": WEATHER})
     last = await _finished_seq(http, thread_id)
     first = await _events(http, thread_id, {"channels": ALL_CHANNELS}, until_seq=10)
     rest = await _events(
@@ -336,10 +352,7 @@ async def test_resume_after_a_dropped_connection_repeats_and_loses_nothing(
 
 async def test_custom_channel_subscription(http: httpx.AsyncClient) -> None:
     thread_id = str(uuid.uuid4())
-    await http.post(
-        f"/threads/{thread_id}/commands",
-        json={"id": 1, "method": "run.start", "params": {"assistant_id": "extension", "input": {}}},
-    )
+    await _start_run(http, thread_id, {"assistant_id": "extension", "input": {}})
     last = await _finished_seq(http, thread_id)
     named = await _events(
         http, thread_id, {"channels": ["custom:progress", "lifecycle"]}, until_seq=last
@@ -411,15 +424,10 @@ async def test_respond_to_an_unknown_interrupt(
     client: LangGraphClient, http: httpx.AsyncClient
 ) -> None:
     thread_id = str(uuid.uuid4())
-    start = {"id": 1, "method": "run.start", "params": {"assistant_id": "hitl", "input": {}}}
-    await http.post(f"/threads/{thread_id}/commands", json=start)
+    await _start_run(http, thread_id, {"assistant_id": "hitl", "input": {}})
     await _finished_seq(http, thread_id)
-    respond = {
-        "id": 2,
-        "method": "input.respond",
-        "params": {"interrupt_id": "nope", "response": 1},
-    }
-    body = (await http.post(f"/threads/{thread_id}/commands", json=respond)).json()
+    respond = {"interrupt_id": "nope", "response": 1}
+    body = await _command(http, thread_id, "input.respond", respond, command_id=2)
     assert body["error"] == "no_such_interrupt"
     assert (await client.threads.get(thread_id))["status"] == "interrupted"
 
@@ -488,18 +496,13 @@ async def test_cancelling_a_queued_run_leaves_the_running_one_alone(
     # long enough (3 s) that the queued run is cancelled while this one still runs
     knobs = {"steps": 10, "delay": 0.3}
     slow = {"assistant_id": "slow", "input": {}, "config": {"configurable": knobs}}
-    first = await http.post(
-        f"/threads/{thread_id}/commands", json={"id": 1, "method": "run.start", "params": slow}
-    )
-    second = await http.post(
-        f"/threads/{thread_id}/commands",
-        json={"id": 2, "method": "run.start", "params": {"assistant_id": "echo", "input": {}}},
-    )
-    await client.runs.cancel(thread_id, second.json()["result"]["run_id"])
+    first = await _start_run(http, thread_id, slow)
+    second = await _start_run(http, thread_id, {"assistant_id": "echo", "input": {}}, command_id=2)
+    await client.runs.cancel(thread_id, second)
     lifecycle = await asyncio.wait_for(_terminal(http, thread_id), timeout=20)
     ends = [e["params"]["data"] for e in lifecycle if e["params"]["data"]["event"] != "running"]
     assert ends == [{"event": "completed", "graph_name": "slow"}]
-    run = await client.runs.get(thread_id, first.json()["result"]["run_id"])
+    run = await client.runs.get(thread_id, first)
     assert run["status"] == "success"
 
 
@@ -576,10 +579,7 @@ async def test_run_whose_workers_keep_dying_fails_in_the_log(backend: str) -> No
     slow = {"assistant_id": "slow", "input": {}, "config": {"configurable": knobs}}
     try:
         async with httpx.AsyncClient(base_url=proc.url, timeout=20) as http:
-            await http.post(
-                f"/threads/{thread_id}/commands",
-                json={"id": 1, "method": "run.start", "params": slow},
-            )
+            await _start_run(http, thread_id, slow)
             await _events(http, thread_id, {"channels": ["values"]}, until_seq=3)
         proc.kill()
         proc.start()
@@ -595,15 +595,10 @@ async def test_agent_tree_of_the_running_run(http: httpx.AsyncClient) -> None:
     thread_id = str(uuid.uuid4())
     knobs = {"steps": 100, "delay": 0.05}
     slow = {"assistant_id": "slow", "input": {}, "config": {"configurable": knobs}}
-    started = await http.post(
-        f"/threads/{thread_id}/commands", json={"id": 1, "method": "run.start", "params": slow}
-    )
-    run_id = started.json()["result"]["run_id"]
+    run_id = await _start_run(http, thread_id, slow)
     await _events(http, thread_id, {"channels": ["values"]}, until_seq=2)
-    tree = await http.post(
-        f"/threads/{thread_id}/commands", json={"id": 2, "method": "agent.getTree"}
-    )
-    assert tree.json()["result"]["tree"] == {
+    tree = await _command(http, thread_id, "agent.getTree", command_id=2)
+    assert tree["result"]["tree"] == {
         "namespace": [],
         "status": "running",
         "graph_name": "slow",
@@ -626,12 +621,10 @@ async def test_a_deleted_thread_takes_its_log_with_it(
     client: LangGraphClient, http: httpx.AsyncClient
 ) -> None:
     thread_id = str(uuid.uuid4())
-    start = {"id": 1, "method": "run.start", "params": {"assistant_id": "extension", "input": {}}}
-    await http.post(f"/threads/{thread_id}/commands", json=start)
+    await _start_run(http, thread_id, {"assistant_id": "extension", "input": {}})
     first_run = await _finished_seq(http, thread_id)
     await client.threads.delete(thread_id)
-    again = {**start, "params": {"assistant_id": "custom", "input": {"n": 1}}}
-    await http.post(f"/threads/{thread_id}/commands", json=again)
+    await _start_run(http, thread_id, {"assistant_id": "custom", "input": {"n": 1}})
     last = await _finished_seq(http, thread_id)
     events = await _events(http, thread_id, {"channels": ALL_CHANNELS}, until_seq=last)
     assert [e["seq"] for e in events] == list(range(1, last + 1))
