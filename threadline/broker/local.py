@@ -101,7 +101,8 @@ class LocalBroker(Broker):
     async def forget(self, stream: str) -> None:
         state = self._streams.pop(stream, None)
         if state is not None and state.subscribers:
-            # its followers keep following under the same name, from the start again
+            # its followers stay attached, as on Redis: they get what is numbered past
+            # the last event they saw
             self._streams[stream] = _Stream(subscribers=state.subscribers)
 
     async def close_stream(self, stream: str, final: bytes = b"") -> None:
