@@ -41,6 +41,9 @@ TEST_TIMINGS = {
     "THREADLINE_SHUTDOWN_GRACE_SECONDS": "3",
 }
 _databases: set[str] = set()
+# A loaded 2-core machine can take a minute to import and migrate; a live process is waited
+# for that long, a dead one is reported at once.
+START_TIMEOUT = float(os.environ.get("THREADLINE_TEST_START_TIMEOUT", "180"))
 
 
 def suite_backends() -> list[str]:
@@ -146,7 +149,7 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = START_TIMEOUT) -> ServerProcess:
         if self.database_uri is None:  # postgres: a database of its own until stop()
             self.database_name = create_database()
             self.database_uri = postgres_uri(self.database_name)
@@ -195,7 +198,7 @@ class ServerProcess:
                 pass
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"server did not start:\n{self.log()}")
+        raise RuntimeError(f"server did not start within {timeout:.0f}s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
